@@ -1,0 +1,231 @@
+"""The configuration: ``mailflow.toml`` into frozen dataclasses, secrets from the environment.
+
+Relative paths in the file are relative to the file's own folder. Secrets never live in the
+file: the file names the environment variables that hold them (``password_env``), and a
+secret that is needed but unset is a ``ConfigError`` naming that key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from .errors import ConfigError
+from .tomltable import Table
+
+DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
+SECURITY_MODES = ("tls", "starttls", "none")
+CONFIG_ENV = "MAILFLOW_CONFIG"
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class ImapConfig:
+    """Where the shared mailbox lives and how to read it."""
+
+    host: str
+    port: int
+    security: str
+    username: str
+    password_env: str
+    password: str | None = field(repr=False)
+    folders: tuple[str, ...] = ("INBOX",)
+    batch_size: int = 500
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    idle: bool = True
+    timeout: int = 30
+
+    def require_password(self) -> str:
+        if self.password is None:
+            raise ConfigError(
+                "imap.password_env", f"the environment variable {self.password_env} to be set"
+            )
+        return self.password
+
+
+@dataclass(frozen=True)
+class SmtpConfig:
+    """The relay mailflow sends through."""
+
+    host: str
+    port: int
+    security: str
+    username: str
+    password_env: str
+    password: str | None = field(repr=False)
+    timeout: int = 30
+
+    def require_password(self) -> str | None:
+        """The password; None without a login, an error when a login has no password set."""
+        if not self.username:
+            return None
+        if self.password is None:
+            raise ConfigError(
+                "smtp.password_env", f"the environment variable {self.password_env} to be set"
+            )
+        return self.password
+
+
+@dataclass(frozen=True)
+class Addresses:
+    """The programme's addresses: sender, where replies go, the staff alias, the cohort."""
+
+    sender: str
+    sender_name: str
+    reply_to: str
+    alias: str
+    cohort: str
+    message_id_domain: str
+
+
+@dataclass(frozen=True)
+class Security:
+    """Token signing and the servers whose Authentication-Results are trusted."""
+
+    secret_env: str
+    secret: str | None = field(repr=False)
+    trusted_authserv_ids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything mailflow needs to run, loaded once and never mutated."""
+
+    path: Path | None
+    database: Path
+    timezone: ZoneInfo
+    language: str
+    workflows_dir: Path
+    templates_dir: Path
+    roster: Path | None
+    imap: ImapConfig
+    smtp: SmtpConfig
+    addresses: Addresses
+    security: Security
+
+
+def find_config(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Path:
+    """The config file to use: the given path, ``$MAILFLOW_CONFIG``, or ``./mailflow.toml``."""
+    if path is None:
+        path = env.get(CONFIG_ENV) or "mailflow.toml"
+    candidate = Path(path)
+    if not candidate.is_file():
+        raise ConfigError(
+            str(candidate), "an existing config file (create one with `mailflow init`)"
+        )
+    return candidate
+
+
+def load_config(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Config:
+    """Load and validate a config file; every problem is a ``ConfigError`` naming its key."""
+    file = find_config(path, env)
+    root = Table.from_file(file)
+    config = config_from_table(root, file.resolve().parent, env, file)
+    root.done()
+    return config
+
+
+def config_from_table(
+    root: Table, base: Path, env: Mapping[str, str], file: Path | None = None
+) -> Config:
+    def resolve(value: str) -> Path:
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else base / p
+
+    main = root.table("mailflow")
+    database = resolve(main.string("database", "mailflow.db"))
+    timezone = main.timezone("timezone", "Europe/Paris")
+    language = main.string("language", "fr", choices=("fr", "en"))
+    workflows_dir = resolve(main.string("workflows", str(PROJECT_DIR / "workflows")))
+    templates_dir = resolve(main.string("templates", str(PROJECT_DIR / "templates")))
+    roster_value = main.string("roster", "")
+    main.done()
+
+    imap = _imap(root.table("imap", required=True), env)
+    smtp = _smtp(root.table("smtp", required=True), env)
+    addresses = _addresses(root.table("addresses", required=True))
+    security = _security(root.table("security"), env)
+    return Config(
+        path=file,
+        database=database,
+        timezone=timezone,
+        language=language,
+        workflows_dir=workflows_dir,
+        templates_dir=templates_dir,
+        roster=resolve(roster_value) if roster_value else None,
+        imap=imap,
+        smtp=smtp,
+        addresses=addresses,
+        security=security,
+    )
+
+
+def _imap(t: Table, env: Mapping[str, str]) -> ImapConfig:
+    security = t.string("security", "tls", choices=SECURITY_MODES)
+    password_env = t.string("password_env", "MAILFLOW_IMAP_PASSWORD", pattern=r"[A-Za-z_]\w*")
+    folders = t.strings("folders", ("INBOX",))
+    if not folders:
+        t.fail("folders", "at least one folder name")
+    config = ImapConfig(
+        host=t.string("host"),
+        port=t.integer("port", 993 if security == "tls" else 143, min=1, max=65535),
+        security=security,
+        username=t.string("username"),
+        password_env=password_env,
+        password=env.get(password_env),
+        folders=folders,
+        batch_size=t.integer("batch_size", 500, min=1, max=10_000),
+        max_message_size=t.size("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
+        idle=t.boolean("idle", True),
+        timeout=t.integer("timeout", 30, min=1, max=3600),
+    )
+    t.done()
+    return config
+
+
+def _smtp(t: Table, env: Mapping[str, str]) -> SmtpConfig:
+    security = t.string("security", "starttls", choices=SECURITY_MODES)
+    default_port = {"tls": 465, "starttls": 587, "none": 25}[security]
+    password_env = t.string("password_env", "MAILFLOW_SMTP_PASSWORD", pattern=r"[A-Za-z_]\w*")
+    config = SmtpConfig(
+        host=t.string("host"),
+        port=t.integer("port", default_port, min=1, max=65535),
+        security=security,
+        username=t.string("username", ""),
+        password_env=password_env,
+        password=env.get(password_env),
+        timeout=t.integer("timeout", 30, min=1, max=3600),
+    )
+    t.done()
+    return config
+
+
+_ADDRESS = r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+"
+
+
+def _addresses(t: Table) -> Addresses:
+    sender = t.string("from", pattern=_ADDRESS)
+    config = Addresses(
+        sender=sender,
+        sender_name=t.string("from_name", ""),
+        reply_to=t.string("reply_to", sender, pattern=_ADDRESS),
+        alias=t.string("alias", pattern=_ADDRESS),
+        cohort=t.string("cohort", pattern=_ADDRESS),
+        message_id_domain=t.string("message_id_domain", sender.rsplit("@", 1)[1]),
+    )
+    t.done()
+    return config
+
+
+def _security(t: Table, env: Mapping[str, str]) -> Security:
+    secret_env = t.string("secret_env", "MAILFLOW_SECRET", pattern=r"[A-Za-z_]\w*")
+    config = Security(
+        secret_env=secret_env,
+        secret=env.get(secret_env) or None,
+        trusted_authserv_ids=t.strings("trusted_authserv_ids", ()),
+    )
+    t.done()
+    return config

@@ -1,0 +1,97 @@
+"""The SQLite store: opening it, transactions, and the recorded, append-only migrations.
+
+Every other module reads and writes through the ``sqlite_utils.Database`` returned by
+``open_db``. The connection is in autocommit mode; writes that belong together go in one
+``transaction()``, which takes the write lock up front (``BEGIN IMMEDIATE``) so that the
+daemon and a command run by hand never deadlock on a lock upgrade.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import sqlite_utils
+
+from .migrations import MIGRATIONS
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+def open_db(path: Path | str, *, migrate: bool = True) -> sqlite_utils.Database:
+    """Open (creating if needed) the database file in WAL mode and bring its schema up to date."""
+    if str(path) != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn.execute("PRAGMA journal_mode=WAL")
+    # NORMAL in WAL mode is durable against a crashed or killed process, which is the
+    # failure mailflow must survive; a power cut may lose the last commits, which only
+    # means an IMAP message fetched again or the in-flight mail sent again.
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    db = sqlite_utils.Database(conn)
+    if migrate:
+        apply_migrations(db)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """All or nothing: commit when the block ends, roll back when it raises.
+
+    Nested use becomes a savepoint, so a function that needs atomicity can be called
+    inside a caller's larger transaction.
+    """
+    if db.conn.in_transaction:
+        with db.atomic():
+            yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")
+
+
+def now_utc() -> str:
+    """The current instant as stored: ISO 8601 in UTC with an explicit offset."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def applied_migrations(db: sqlite_utils.Database) -> list[str]:
+    if "_migrations" not in db.table_names():
+        return []
+    return [row["name"] for row in db.query("select name from _migrations order by id")]
+
+
+def apply_migrations(db: sqlite_utils.Database) -> list[str]:
+    """Apply, in order and each in its own transaction, the migrations not yet recorded."""
+    if "_migrations" not in db.table_names():
+        with transaction(db):
+            db.execute(
+                "create table if not exists _migrations ("
+                " id integer primary key, name text not null unique, applied_at text not null)"
+            )
+    done = set(applied_migrations(db))
+    applied = []
+    for name, migration in MIGRATIONS:
+        if name in done:
+            continue
+        with transaction(db):
+            # Checked again under the write lock: another process may have just applied it.
+            if db.execute("select 1 from _migrations where name = ?", [name]).fetchone():
+                continue
+            migration(db)
+            db.execute(
+                "insert into _migrations (name, applied_at) values (?, ?)", [name, now_utc()]
+            )
+        applied.append(name)
+    return applied

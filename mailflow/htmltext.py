@@ -1,0 +1,147 @@
+"""HTML mail turned into the plain text its reader sees, quotes marked with ``>``.
+
+Blockquotes become ``> `` prefixed lines, so that quoted history in HTML-only mail is
+recognised by the same rules as in plain text; lists keep their bullets and numbers;
+paragraphs, ``<br>`` and table rows keep their line breaks.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+
+_BLOCK = {
+    "address", "article", "aside", "center", "dd", "div", "dl", "dt", "fieldset", "figure",
+    "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "main", "nav",
+    "p", "pre", "section", "table", "tbody", "thead", "tfoot", "tr", "ul", "ol",
+}  # fmt: skip
+_SKIP = {"head", "script", "style", "title", "xml", "template", "noscript"}
+_VOID = {"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr"}
+_SPACES = re.compile(r"[ \t\r\n\f\u00a0\u202f]+")
+
+
+class _TextBuilder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.lines: list[str] = []
+        self.line = ""
+        self.quote_depth = 0
+        self.line_depth = 0
+        self.skip = 0
+        self.pre = 0
+        self.lists: list[list[int | None]] = []  # [counter] for ol, [None] for ul
+        self.pending_prefix = ""
+
+    # -- lines --------------------------------------------------------------------------
+    def newline(self, *, force: bool = False) -> None:
+        if self.line.strip() or force:
+            prefix = "> " * self.line_depth
+            self.lines.append((prefix + self.line.rstrip()).rstrip())
+        self.line = ""
+        self.line_depth = self.quote_depth
+
+    def blank_line(self) -> None:
+        self.newline()
+        if self.lines and self.lines[-1].strip("> ") != "":
+            self.lines.append(("> " * self.quote_depth).rstrip())
+
+    def write(self, text: str) -> None:
+        if not self.line:
+            self.line_depth = self.quote_depth
+            if self.pending_prefix:
+                self.line = self.pending_prefix
+                self.pending_prefix = ""
+        self.line += text
+
+    # -- parser events ------------------------------------------------------------------
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP:
+            self.skip += 1
+            return
+        if tag == "br":
+            self.newline(force=not self.line.strip() and bool(self.lines))
+        elif tag == "blockquote":
+            self.blank_line()
+            self.quote_depth += 1
+            self.line_depth = self.quote_depth
+        elif tag in ("ul", "ol"):
+            self.newline()
+            self.lists.append([1 if tag == "ol" else None])
+        elif tag == "li":
+            self.newline()
+            indent = "  " * max(len(self.lists) - 1, 0)
+            counter = self.lists[-1][0] if self.lists else None
+            if counter is None:
+                self.pending_prefix = f"{indent}- "
+            else:
+                self.pending_prefix = f"{indent}{counter}. "
+                self.lists[-1][0] = counter + 1
+        elif tag == "p":
+            self.blank_line()
+        elif tag == "pre":
+            self.newline()
+            self.pre += 1
+        elif tag in _BLOCK:
+            self.newline()
+        elif tag in ("td", "th") and self.line.strip():
+            self.write(" ")
+        if tag == "hr":
+            self.newline()
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP:
+            self.skip = max(self.skip - 1, 0)
+            return
+        if tag == "blockquote":
+            self.newline()
+            self.quote_depth = max(self.quote_depth - 1, 0)
+            self.line_depth = self.quote_depth
+            self.blank_line()
+        elif tag in ("ul", "ol"):
+            self.newline()
+            if self.lists:
+                self.lists.pop()
+        elif tag == "p":
+            self.blank_line()
+        elif tag == "pre":
+            self.newline()
+            self.pre = max(self.pre - 1, 0)
+        elif tag in _BLOCK or tag == "li":
+            self.newline()
+
+    def handle_startendtag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.handle_starttag(tag, attrs)
+        if tag not in _VOID:
+            self.handle_endtag(tag)
+
+    def handle_data(self, data: str) -> None:
+        if self.skip:
+            return
+        if self.pre:
+            for i, chunk in enumerate(data.split("\n")):
+                if i:
+                    self.newline(force=True)
+                self.write(chunk)
+            return
+        text = _SPACES.sub(" ", data)
+        if not self.line.strip():
+            text = text.lstrip()
+        if text:
+            self.write(text)
+
+    def result(self) -> str:
+        self.newline()
+        text = "\n".join(self.lines)
+        text = re.sub(r"\n(?:[> ]*\n){2,}", "\n\n", text)
+        return text.strip("\n")
+
+
+def html_to_text(html: str) -> str:
+    """The visible text of an HTML document, one line per line the reader would see."""
+    builder = _TextBuilder()
+    try:
+        builder.feed(html)
+        builder.close()
+    except (AssertionError, ValueError):
+        pass  # html.parser gives up on some broken markup: keep what was read so far
+    return builder.result()

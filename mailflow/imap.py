@@ -1,0 +1,65 @@
+"""Connecting to the shared mailbox, with every failure turned into a ``MailServerError``."""
+
+from __future__ import annotations
+
+import imaplib
+import socket
+import ssl
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError, LoginError
+
+from .config import ImapConfig
+from .errors import MailServerError
+
+# Everything a dropped connection, a restarting server or a refused login can raise.
+IMAP_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, IMAPClientError)
+
+
+def connect(cfg: ImapConfig) -> IMAPClient:
+    """A logged-in client; raises ``MailServerError`` saying what failed and where."""
+    where = f"IMAP {cfg.host}:{cfg.port}"
+    password = cfg.require_password()
+    try:
+        client = IMAPClient(
+            cfg.host,
+            port=cfg.port,
+            ssl=cfg.security == "tls",
+            ssl_context=ssl.create_default_context() if cfg.security != "none" else None,
+            timeout=cfg.timeout,
+        )
+    except IMAP_ERRORS as e:
+        raise MailServerError(f"{where}: cannot connect ({e})") from e
+    try:
+        if cfg.security == "starttls":
+            client.starttls(ssl.create_default_context())
+        client.login(cfg.username, password)
+    except LoginError as e:
+        _close(client)
+        raise MailServerError(f"{where}: login refused for {cfg.username} ({e})") from e
+    except IMAP_ERRORS as e:
+        _close(client)
+        raise MailServerError(f"{where}: session failed before login ({e})") from e
+    return client
+
+
+def _close(client: IMAPClient) -> None:
+    try:
+        client.logout()
+    except IMAP_ERRORS:
+        with suppress(*IMAP_ERRORS):
+            client.shutdown()
+
+
+@contextmanager
+def session(cfg: ImapConfig) -> Iterator[IMAPClient]:
+    """A logged-in client for the duration of a block; IMAP errors become ``MailServerError``."""
+    client = connect(cfg)
+    try:
+        yield client
+    except IMAP_ERRORS as e:
+        raise MailServerError(f"IMAP {cfg.host}:{cfg.port}: {type(e).__name__}: {e}") from e
+    finally:
+        _close(client)

@@ -1,0 +1,161 @@
+"""An aiosmtpd server on loopback that delivers what it accepts into Dovecot over LMTP.
+
+It behaves like a small real relay: unknown recipients are refused at RCPT with 550,
+accepted mail lands in the recipients' mailboxes where a test reads it as they would,
+and failures can be scripted (``fail_next``) to test retries and permanent errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import threading
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import LocalMailError
+from .dovecot import free_port
+
+HeaderHook = Callable[[str, list[str], bytes], bytes]
+
+
+@dataclass
+class Delivery:
+    """What the server accepted: envelope and bytes as received."""
+
+    mail_from: str
+    rcpt_tos: list[str]
+    data: bytes
+
+
+@dataclass
+class _Script:
+    """Scripted answers, consumed one per DATA (or per RCPT when ``at_rcpt``)."""
+
+    data: deque[str] = field(default_factory=deque)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+class DeliveringHandler:
+    """aiosmtpd handler: check recipients, then hand the message to Dovecot's LMTP."""
+
+    def __init__(self, lmtp_port: int, known: Callable[[str], bool]) -> None:
+        self.lmtp_port = lmtp_port
+        self.known = known
+        self.script = _Script()
+        self.deliveries: list[Delivery] = []
+        self.header_hook: HeaderHook | None = None
+        self.lock = threading.Lock()
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        refused = self.script.refused.get(address.lower())
+        if refused:
+            return refused
+        if not self.known(address):
+            return f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        with self.lock:
+            scripted = self.script.data.popleft() if self.script.data else None
+        if scripted:
+            return scripted
+        data = envelope.original_content or envelope.content
+        if self.header_hook is not None:
+            data = self.header_hook(envelope.mail_from, list(envelope.rcpt_tos), data)
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(
+                None, self._lmtp, envelope.mail_from, envelope.rcpt_tos, data
+            )
+        except (OSError, smtplib.SMTPException) as e:
+            return f"451 4.3.0 local delivery failed: {e}"
+        with self.lock:
+            self.deliveries.append(Delivery(envelope.mail_from, list(envelope.rcpt_tos), data))
+        return "250 2.0.0 Message accepted for delivery"
+
+    def _lmtp(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
+        with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
+            refused = lmtp.sendmail(mail_from or "<>", rcpt_tos, data)
+        if refused:
+            raise smtplib.SMTPRecipientsRefused(refused)
+
+
+class SmtpServer:
+    """The loopback SMTP server; ``start``/``stop`` can be called repeatedly (outage tests)."""
+
+    def __init__(
+        self,
+        lmtp_port: int,
+        known: Callable[[str], bool],
+        port: int | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.handler = DeliveringHandler(lmtp_port, known)
+        self.auth = auth
+        self._controller: Any = None
+
+    def start(self) -> None:
+        try:
+            from aiosmtpd.controller import Controller
+        except ImportError:
+            raise LocalMailError(
+                "aiosmtpd is not installed: pip install 'mailflow[test]' (or run `bash .ci/setup`)"
+            ) from None
+        kwargs: dict[str, Any] = {}
+        if self.auth is not None:
+            kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
+        self._controller = Controller(
+            self.handler,
+            hostname="127.0.0.1",
+            port=self.port,
+            server_hostname="localmail.test",
+            data_size_limit=64 * 1024 * 1024,
+            **kwargs,
+        )
+        self._controller.start()
+
+    def _authenticate(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> Any:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and self.auth is not None
+            and (auth_data.login.decode(), auth_data.password.decode()) == self.auth
+        )
+        return AuthResult(success=ok)
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    def fail_next(self, response: str, times: int = 1) -> None:
+        """Answer the next ``times`` DATA commands with ``response`` (e.g. ``451 4.3.2 busy``)."""
+        with self.handler.lock:
+            self.handler.script.data.extend([response] * times)
+
+    def refuse(self, address: str, response: str = "550 5.1.1 User unknown") -> None:
+        """Refuse ``address`` at RCPT with ``response`` until ``clear_failures``."""
+        self.handler.script.refused[address.lower()] = response
+
+    def clear_failures(self) -> None:
+        with self.handler.lock:
+            self.handler.script = _Script()
+
+    @property
+    def deliveries(self) -> list[Delivery]:
+        with self.handler.lock:
+            return list(self.handler.deliveries)

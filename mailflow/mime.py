@@ -1,0 +1,258 @@
+"""Robust MIME decoding: headers and text bodies, whatever charset a client declared or forgot.
+
+Every decode follows the same chain: the declared charset (read as the web does, so
+``iso-8859-1`` means windows-1252), then UTF-8, then windows-1252, then latin-1, which
+cannot fail. Nothing here raises on malformed input; what had to be recovered is
+reported in ``warnings``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email
+import email.message
+import email.utils
+import quopri
+import re
+from dataclasses import dataclass, field
+
+from .htmltext import html_to_text
+
+Message = email.message.Message
+
+# Labels that browsers and mail clients treat as windows-1252, a superset that also
+# decodes the bytes 0x80-0x9F (€, ’, œ) that Windows clients put in "latin-1" mail.
+_WINDOWS_1252_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "us-ascii", "ascii"}
+_ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
+_BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
+
+
+@dataclass
+class BodyText:
+    """The readable text of a message and how it was obtained."""
+
+    text: str = ""
+    from_html: bool = False
+    attachments: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str | None]:
+    """Decode with the fallback chain; returns the text and a warning when it had to fall back."""
+    declared = (charset or "").strip().strip('"').lower()
+    tried: list[str] = []
+    if declared:
+        if declared in _WINDOWS_1252_ALIASES:
+            # Plain ASCII declared but 8-bit bytes present: UTF-8 is by far the likelier truth.
+            candidates = ["utf-8", "windows-1252"] if declared in {"us-ascii", "ascii"} else []
+            candidates.append("windows-1252")
+        else:
+            candidates = [declared]
+    else:
+        candidates = []
+    for name in [*candidates, "utf-8", "windows-1252"]:
+        if name in tried:
+            continue
+        tried.append(name)
+        try:
+            text = data.decode(name)
+        except (UnicodeDecodeError, LookupError):
+            continue
+        if name in candidates or not declared:
+            return text, None
+        return text, f"declared charset {declared!r} failed; decoded as {name}"
+    return data.decode(
+        "latin-1"
+    ), f"declared charset {declared or 'none'!r} failed; decoded as latin-1"
+
+
+def _decode_encoded_word(charset: str, encoding: str, payload: str) -> str:
+    data = payload.encode("ascii", "replace")
+    try:
+        if encoding.lower() == "b":
+            raw = base64.b64decode(data + b"=" * (-len(data) % 4))
+        else:
+            raw = quopri.decodestring(data.replace(b"_", b" "), header=True)
+    except (binascii.Error, ValueError):
+        return payload
+    return decode_bytes(raw, charset.split("*", 1)[0])[0]
+
+
+def decode_header(value: object) -> str:
+    """A header value as text: 8-bit bytes and RFC 2047 encoded words decoded, folds unfolded."""
+    if value is None:
+        return ""
+    text = str(value)
+    if any("\udc80" <= ch <= "\udcff" for ch in text):
+        # compat32 keeps undecodable 8-bit header bytes as surrogates: recover the bytes.
+        text = decode_bytes(text.encode("utf-8", "surrogateescape"))[0]
+    text = re.sub(r"\r?\n[ \t]+", " ", text).replace("\r", "").replace("\n", " ")
+    if "=?" in text:
+        text = _BETWEEN_WORDS.sub(r"\1\2", text)
+        text = _ENCODED_WORD.sub(lambda m: _decode_encoded_word(*m.groups()), text)
+    return text.strip()
+
+
+def raw_headers(msg: Message) -> list[tuple[str, str]]:
+    """Every header as (lower-case name, decoded value), in order, duplicates kept."""
+    return [(name.lower(), decode_header(value)) for name, value in msg.raw_items()]
+
+
+def header(msg: Message, name: str) -> str:
+    """The first value of a header, decoded; empty when absent."""
+    values = msg.get_all(name)
+    if not values:
+        return ""
+    for raw_name, raw_value in msg.raw_items():
+        if raw_name.lower() == name.lower():
+            return decode_header(raw_value)
+    return decode_header(values[0])
+
+
+def addresses(value: str) -> list[tuple[str, str]]:
+    """(display name, lower-case address) pairs of an address header, skipping empty ones."""
+    result = []
+    for name, addr in email.utils.getaddresses([value]):
+        addr = addr.strip().strip("<>").lower()
+        if "@" in addr:
+            result.append((name.strip(), addr))
+    return result
+
+
+def _payload_bytes(part: Message, warnings: list[str]) -> bytes:
+    """The decoded payload of a leaf part, recovering what it can from broken base64."""
+    cte = str(part.get("Content-Transfer-Encoding", "")).strip().lower()
+    # The stored payload, not get_payload(): that one decodes 8-bit text lossily ("replace").
+    payload = part._payload  # type: ignore[attr-defined]
+    if isinstance(payload, list) or payload is None:
+        return b""
+    raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
+    if cte == "base64":
+        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
+        usable = cleaned[: len(cleaned) - len(cleaned) % 4]
+        try:
+            decoded = base64.b64decode(usable)
+        except binascii.Error:
+            warnings.append("base64 part could not be decoded")
+            return b""
+        if len(usable) != len(cleaned):
+            warnings.append("truncated base64 part: decoded what was complete")
+        return decoded
+    if cte == "quoted-printable":
+        return quopri.decodestring(raw)
+    return raw
+
+
+def _is_attachment(part: Message) -> bool:
+    disposition = str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
+    return disposition == "attachment" or (
+        bool(part.get_filename()) and part.get_content_maintype() != "text"
+    )
+
+
+def _unflow(text: str, delsp: bool) -> str:
+    """Undo RFC 3676 format=flowed: rejoin soft-broken lines of the same quote depth."""
+    out: list[str] = []
+    pending = ""
+    pending_depth = -1
+    for line in text.split("\n"):
+        depth = len(line) - len(line.lstrip(">"))
+        content = line[depth:]
+        if content.startswith(" "):
+            content = content[1:]  # space-stuffing
+        if pending and depth == pending_depth:
+            content = pending + content
+        elif pending:
+            out.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+        pending = ""
+        if content.endswith(" ") and content.strip() != "--":
+            pending, pending_depth = (content[:-1] if delsp else content), depth
+            continue
+        out.append(">" * depth + (" " if depth else "") + content)
+    if pending:
+        out.append(">" * pending_depth + (" " if pending_depth else "") + pending)
+    return "\n".join(out)
+
+
+def _leaf_text(part: Message, body: BodyText) -> tuple[str, bool] | None:
+    """(text, came from HTML) for a text/plain or text/html leaf, None for anything else."""
+    ctype = part.get_content_type()
+    if ctype not in ("text/plain", "text/html") or _is_attachment(part):
+        return None
+    data = _payload_bytes(part, body.warnings)
+    text, warning = decode_bytes(data, part.get_content_charset())
+    if warning:
+        body.warnings.append(f"{ctype} part: {warning}")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if ctype == "text/html":
+        return html_to_text(text), True
+    params = {k.lower(): v.lower() for k, v in part.get_params() or [] if isinstance(v, str)}
+    if params.get("format") == "flowed":
+        text = _unflow(text, params.get("delsp") == "yes")
+    return text, False
+
+
+def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] | None:
+    if depth > 50:
+        body.warnings.append("MIME nesting deeper than 50 levels: ignored below")
+        return None
+    if not part.is_multipart():
+        if part.get_content_maintype() == "multipart":
+            body.warnings.append("multipart without its boundary: read as plain text")
+            return _unbounded_multipart(part, body)
+        if _is_attachment(part) or part.get_content_maintype() not in ("text",):
+            name = part.get_filename()
+            if name:
+                body.attachments.append(decode_header(name))
+            return None
+        return _leaf_text(part, body)
+    children = [c for c in part.get_payload() if isinstance(c, email.message.Message)]
+    subtype = part.get_content_subtype()
+    if subtype == "alternative":
+        found = [(c.get_content_type(), _collect(c, body, depth + 1)) for c in children]
+        usable = [(ct, r) for ct, r in found if r and r[0].strip()]
+        for ctype, result in usable:
+            if ctype == "text/plain":
+                return result
+        return usable[-1][1] if usable else None
+    if subtype == "report":
+        # A delivery report: its first part is the human-readable explanation.
+        return _collect(children[0], body, depth + 1) if children else None
+    texts = [r for r in (_collect(c, body, depth + 1) for c in children) if r and r[0].strip()]
+    if not texts:
+        return None
+    return "\n\n".join(t for t, _ in texts), any(h for _, h in texts)
+
+
+def _unbounded_multipart(part: Message, body: BodyText) -> tuple[str, bool]:
+    """A multipart whose boundary never appears: keep the lines that are not MIME scaffolding."""
+    payload = part.get_payload()
+    text = payload if isinstance(payload, str) else ""
+    text = decode_bytes(text.encode("utf-8", "surrogateescape"))[0]
+    lines = [
+        line
+        for line in text.replace("\r\n", "\n").split("\n")
+        if not re.match(r"(--\S+$|content-[\w-]+:|mime-version:)", line.strip(), re.I)
+    ]
+    return "\n".join(lines), False
+
+
+def body_text(msg: Message) -> BodyText:
+    """The message's readable text: the text/plain alternative when there is one, else the HTML."""
+    body = BodyText()
+    try:
+        result = _collect(msg, body)
+    except Exception as e:  # a malformed structure must not lose the rest of the message
+        body.warnings.append(f"body could not be fully decoded: {type(e).__name__}: {e}")
+        result = None
+    if result:
+        body.text, body.from_html = result
+    for defect in getattr(msg, "defects", []):
+        body.warnings.append(f"MIME defect: {type(defect).__name__}")
+    return body
+
+
+def message_from_bytes(raw: bytes) -> Message:
+    """Parse bytes into a message with the fast, lenient compat32 policy."""
+    return email.message_from_bytes(raw)

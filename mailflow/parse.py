@@ -1,0 +1,172 @@
+"""One raw message turned into a plain ``ParsedMessage``: who, what, in answer to what, and
+what the sender wrote, split into the sections a workflow collects.
+
+``parse_message`` never raises on malformed mail: it returns what it could recover and
+lists what was wrong in ``warnings``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections import defaultdict
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from . import automatic
+from .mime import BodyText, addresses, body_text, decode_header, message_from_bytes
+from .reply import ReplyContext, extract_reply, looks_forwarded
+from .sections import SectionSpec
+
+PARSER_VERSION = 1
+_MSGID = re.compile(r"<[^<>\s]+>")
+
+
+@dataclass(frozen=True)
+class ParsedMessage:
+    """What mailflow understands of a message; ``to_json`` gives the documented contract."""
+
+    message_id: str | None
+    from_address: str | None
+    from_name: str
+    subject: str
+    date: str | None
+    to: tuple[str, ...] = ()
+    cc: tuple[str, ...] = ()
+    reply_to: tuple[str, ...] = ()
+    delivered_to: tuple[str, ...] = ()
+    in_reply_to: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    automatic: str | None = None
+    automatic_reason: str = ""
+    bounced_recipient: str | None = None
+    text: str = ""
+    sections: dict[str, str | None] = field(default_factory=dict)
+    fields: dict[str, str | None] = field(default_factory=dict)
+    attachments: tuple[str, ...] = ()
+    authentication_results: tuple[str, ...] = ()
+    from_html: bool = False
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def thread_ids(self) -> tuple[str, ...]:
+        """Message-IDs this message answers, nearest first (In-Reply-To, then References)."""
+        seen: dict[str, None] = {}
+        for mid in (*self.in_reply_to, *reversed(self.references)):
+            seen.setdefault(mid, None)
+        return tuple(seen)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["from"] = data.pop("from_address")
+        order = ["message_id", "from", "from_name", "subject", "date", "automatic",
+                 "bounced_recipient", "text", "sections", "fields"]  # fmt: skip
+        return {k: data[k] for k in order} | {k: v for k, v in data.items() if k not in order}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ParsedMessage:
+        data = dict(data)
+        data["from_address"] = data.pop("from")
+        for key, value in data.items():
+            if isinstance(value, list):
+                data[key] = tuple(value)
+        return cls(**data)
+
+
+def _headers(msg: Any) -> dict[str, list[str]]:
+    headers: dict[str, list[str]] = defaultdict(list)
+    for name, value in msg.raw_items():
+        headers[name.lower()].append(decode_header(value))
+    return headers
+
+
+def _first(headers: dict[str, list[str]], name: str) -> str:
+    values = headers.get(name)
+    return values[0] if values else ""
+
+
+def _date(value: str, warnings: list[str]) -> str | None:
+    if not value:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        warnings.append(f"unreadable Date header {value!r}")
+        return None
+    return parsed.isoformat()
+
+
+def _empty(spec: SectionSpec | None, kind: str) -> dict[str, str | None]:
+    keys = () if spec is None else spec.section_keys if kind == "section" else spec.field_keys
+    return dict.fromkeys(keys)
+
+
+def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
+    """Interpret a raw message; ``spec`` names the sections to split the reply into."""
+    warnings: list[str] = []
+    try:
+        msg = message_from_bytes(raw)
+        headers = _headers(msg)
+    except Exception as e:  # the stdlib parser gave up: report it, keep going with nothing
+        return ParsedMessage(
+            None, None, "", "", None,
+            sections=_empty(spec, "section"), fields=_empty(spec, "field"),
+            warnings=(f"unparseable message: {type(e).__name__}: {e}",),
+        )  # fmt: skip
+    sender = addresses(_first(headers, "from") or _first(headers, "sender"))
+    if not sender:
+        warnings.append("no usable From header")
+    subject = _first(headers, "subject")
+    message_ids = _MSGID.findall(_first(headers, "message-id"))
+    if not message_ids:
+        warnings.append("no Message-ID header")
+    body = body_text(msg)
+    warnings.extend(body.warnings)
+    verdict = automatic.classify(msg, headers, body.text)
+    text, sections, fields = _content(body, spec, sender[0][0] if sender else "", subject)
+    if verdict.kind is not None:
+        sections, fields = _empty(spec, "section"), _empty(spec, "field")
+    return ParsedMessage(
+        message_id=message_ids[0] if message_ids else None,
+        from_address=sender[0][1] if sender else None,
+        from_name=sender[0][0] if sender else "",
+        subject=subject,
+        date=_date(_first(headers, "date"), warnings),
+        to=tuple(a for _, a in addresses(", ".join(headers.get("to", [])))),
+        cc=tuple(a for _, a in addresses(", ".join(headers.get("cc", [])))),
+        reply_to=tuple(a for _, a in addresses(_first(headers, "reply-to"))),
+        delivered_to=tuple(
+            a
+            for h in ("delivered-to", "x-original-to", "envelope-to")
+            for _, a in addresses(", ".join(headers.get(h, [])))
+        ),
+        in_reply_to=tuple(_MSGID.findall(_first(headers, "in-reply-to"))),
+        references=tuple(_MSGID.findall(" ".join(headers.get("references", [])))),
+        automatic=verdict.kind,
+        automatic_reason=verdict.reason,
+        bounced_recipient=verdict.bounced_recipient,
+        text=text,
+        sections=sections,
+        fields=fields,
+        attachments=tuple(body.attachments),
+        authentication_results=tuple(headers.get("authentication-results", [])),
+        from_html=body.from_html,
+        warnings=tuple(warnings),
+    )
+
+
+def _content(
+    body: BodyText, spec: SectionSpec | None, sender_name: str, subject: str
+) -> tuple[str, dict[str, str | None], dict[str, str | None]]:
+    ctx = ReplyContext(
+        sender_name=sender_name,
+        is_forward=looks_forwarded(subject),
+        is_heading=spec.is_heading if spec else ReplyContext().is_heading,
+    )
+    text = extract_reply(body.text, ctx)
+    if spec is None:
+        return text, {}, {}
+    split = spec.split(text)
+    sections = {k: split[k] for k in spec.section_keys}
+    fields = {k: split[k] for k in spec.field_keys}
+    return text, sections, fields
