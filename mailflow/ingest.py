@@ -16,6 +16,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import multiprocessing
+import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from .sections import SectionSpec
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 16 * 1024 * 1024
+POOL_THRESHOLD = 1000  # pending messages from which parsing is worth extra processes
 MAX_PARSE_ATTEMPTS = 3
 _MSGID = re.compile(rb"<[^<>\s]+>")
 _HEADER_FIELDS = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
@@ -283,19 +286,57 @@ def _oversize_error(size: int) -> str:
     return f"message of {size} bytes is over imap.max_message_size: only its header was fetched"
 
 
+def _parse_one(parser: Parser, spec: SectionSpec | None, raw: bytes) -> ParsedMessage | str:
+    """The parse, or the error it raised as text (a parser bug must not stop the batch)."""
+    try:
+        return parser(raw, spec)
+    except Exception as e:
+        return f"parse failed: {type(e).__name__}: {e}"
+
+
+_worker_spec: SectionSpec | None = None
+
+
+def _init_worker(spec: SectionSpec | None) -> None:
+    global _worker_spec
+    _worker_spec = spec
+
+
+def _parse_in_worker(raw: bytes) -> ParsedMessage | str:
+    return _parse_one(parse_message, _worker_spec, raw)
+
+
 def parse_pending(
     db: sqlite_utils.Database,
     spec: SectionSpec | None,
     *,
     parser: Parser = parse_message,
-    batch: int = 200,
+    batch: int = 100,
+    workers: int | None = None,
 ) -> tuple[int, int, int]:
     """Parse stored messages not parsed yet, each at most once per call.
 
     A message whose parse raises is kept with the error and tried again on a later call;
     after ``MAX_PARSE_ATTEMPTS`` failures it is quarantined. Returns (parsed, retry,
-    quarantined) counts.
+    quarantined) counts. With many messages pending (a first sync), parsing runs in
+    ``workers`` processes (default: one per CPU) while this one writes the results.
     """
+    pending = db.execute("select count(*) from messages where status in ('new', 'retry')")
+    count = pending.fetchone()[0]
+    if workers is None:
+        workers = (os.cpu_count() or 1) if count >= POOL_THRESHOLD else 0
+    if workers <= 1 or parser is not parse_message:
+        return _parse_rows(db, batch, lambda raws: [_parse_one(parser, spec, r) for r in raws])
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
+        return _parse_rows(db, batch, lambda raws: pool.map(_parse_in_worker, raws, chunksize=50))
+
+
+def _parse_rows(
+    db: sqlite_utils.Database,
+    batch: int,
+    parse_all: Callable[[list[bytes]], list[ParsedMessage | str]],
+) -> tuple[int, int, int]:
     parsed = retry = quarantined = 0
     after = 0
     while True:
@@ -306,16 +347,14 @@ def parse_pending(
         ).fetchall()
         if not rows:
             return parsed, retry, quarantined
+        results = parse_all([raw for _, raw, _ in rows])
         with transaction(db):
-            for message, raw, attempts in rows:
-                try:
-                    result = parser(raw, spec)
-                except Exception as e:  # a parser bug must not stop the batch
+            for (message, _, attempts), result in zip(rows, results, strict=True):
+                if isinstance(result, str):
                     failed = attempts + 1 >= MAX_PARSE_ATTEMPTS
-                    status = "quarantined" if failed else "retry"
                     db.execute(
                         "update messages set status = ?, attempts = ?, error = ? where id = ?",
-                        [status, attempts + 1, f"parse failed: {type(e).__name__}: {e}", message],
+                        ["quarantined" if failed else "retry", attempts + 1, result, message],
                     )
                     quarantined += failed
                     retry += not failed

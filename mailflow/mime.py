@@ -26,6 +26,8 @@ Message = email.message.Message
 _WINDOWS_1252_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "us-ascii", "ascii"}
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_FOLD = re.compile(r"\r?\n[ \t]+")
 
 
 @dataclass
@@ -84,10 +86,10 @@ def decode_header(value: object) -> str:
     if value is None:
         return ""
     text = str(value)
-    if any("\udc80" <= ch <= "\udcff" for ch in text):
+    if not text.isascii() and _SURROGATE.search(text):
         # compat32 keeps undecodable 8-bit header bytes as surrogates: recover the bytes.
         text = decode_bytes(text.encode("utf-8", "surrogateescape"))[0]
-    text = re.sub(r"\r?\n[ \t]+", " ", text).replace("\r", "").replace("\n", " ")
+    text = _FOLD.sub(" ", text).replace("\r", "").replace("\n", " ")
     if "=?" in text:
         text = _BETWEEN_WORDS.sub(r"\1\2", text)
         text = _ENCODED_WORD.sub(lambda m: _decode_encoded_word(*m.groups()), text)
@@ -210,12 +212,14 @@ def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] 
     children = [c for c in part.get_payload() if isinstance(c, email.message.Message)]
     subtype = part.get_content_subtype()
     if subtype == "alternative":
-        found = [(c.get_content_type(), _collect(c, body, depth + 1)) for c in children]
-        usable = [(ct, r) for ct, r in found if r and r[0].strip()]
-        for ctype, result in usable:
-            if ctype == "text/plain":
+        # The plain alternative keeps the ">" quoting: prefer it, and convert HTML only
+        # when there is no usable plain text (converting is the costly part of parsing).
+        ordered = sorted(children, key=lambda c: c.get_content_type() != "text/plain")
+        for child in ordered:
+            result = _collect(child, body, depth + 1)
+            if result and result[0].strip():
                 return result
-        return usable[-1][1] if usable else None
+        return None
     if subtype == "report":
         # A delivery report: its first part is the human-readable explanation.
         return _collect(children[0], body, depth + 1) if children else None

@@ -105,7 +105,13 @@ _DISCLAIMER = re.compile(
     r"|(please )?(consider|think about) the environment before printing)",
     re.I,
 )
+# Cheap first test before the full disclaimer patterns: the stems every one contains.
+_DISCLAIMER_HINT = re.compile(
+    r"confidenti|destin|intend|environ|imprim|disclaimer|avertissement|contenue|privileg|exclusi",
+    re.I,
+)
 _SIG_DASH = re.compile(r"^\s*--\s*$")
+_QUOTE_PREFIX = re.compile(r"^\s*(>\s?)+")
 
 
 def _clean(text: str) -> list[str]:
@@ -119,7 +125,7 @@ def _quoted(line: str) -> bool:
 
 
 def _unquote(line: str) -> str:
-    return re.sub(r"^\s*(>\s?)+", "", line)
+    return _QUOTE_PREFIX.sub("", line)
 
 
 def _next_nonempty(lines: list[str], start: int) -> int | None:
@@ -247,6 +253,11 @@ def _is_tail_line(line: str) -> bool:
     return bool(_SIG_DASH.match(line) or _FOOTER.match(line.strip()) or _BREVITY.search(line))
 
 
+def _fold(line: str) -> str:
+    """Lower case without accents: what the disclaimer patterns are written against."""
+    return normalize(line) if not line.isascii() else line.lower()
+
+
 def _plain(line: str) -> str:
     return normalize("".join(ch for ch in line if unicodedata.category(ch)[0] in "LNZP"))
 
@@ -293,8 +304,13 @@ def _tail_cut(lines: list[str], ctx: ReplyContext) -> int | None:
     for i, line in enumerate(lines):
         if _SIG_DASH.match(line) and no_heading_after(i):
             return i
-    for i, line in enumerate(lines):
-        if line.strip() and _DISCLAIMER.search(_plain(line)) and no_heading_after(i):
+    for i in range(max(0, len(lines) - 60), len(lines)):
+        line = lines[i]
+        if (
+            _DISCLAIMER_HINT.search(line)
+            and _DISCLAIMER.search(_fold(line))
+            and no_heading_after(i)
+        ):
             above = i - 1
             while above >= 0 and re.fullmatch(r"\s*[-_=*~#]*\s*", lines[above]):
                 above -= 1
@@ -304,7 +320,7 @@ def _tail_cut(lines: list[str], ctx: ReplyContext) -> int | None:
     for i in nonempty[-8:]:
         stripped = lines[i].strip()
         closing = _CLOSING.match(stripped) and not ctx.is_heading(stripped)
-        named = names and _plain(stripped).strip(" -,.") in names
+        named = names and len(stripped) < 60 and _plain(stripped).strip(" -,.") in names
         if (closing or named) and _short_tail(lines, i + 1, ctx, limit=7 if closing else 5):
             return i
     return None

@@ -18,11 +18,14 @@ _PARENTHETICAL = re.compile(r"\s*[(\[][^)\]]*[)\]]\s*")
 _NUMBERING = re.compile(r"^(?:\(?\d{1,2}\s*[.)\-]|\(?[ivx]{1,4}[.)]|\(?[a-h][.)])\s+", re.I)
 _COLON = re.compile(r"\s*[:：]\s*")
 _MARKUP = "#*_~`>+-–—•‣◦▪▫►▶→⇒➜➤·|=\"'“”«»"
+_PUNCTUATION = re.compile(r"[\s.!?:;,/*_•\-–—]+")
 _MAX_HEADING_WORDS = 7
 
 
 def normalize(text: str) -> str:
     """Lower case, no accents, typographic apostrophes made plain, spaces collapsed."""
+    if text.isascii():
+        return " ".join(text.lower().split())
     text = unicodedata.normalize("NFKD", text)
     text = "".join(ch for ch in text if not unicodedata.combining(ch))
     text = text.replace("’", "'").replace("‘", "'").lower()
@@ -77,6 +80,8 @@ class SectionSpec:
     headings: tuple[Heading, ...]
     empty_answers: tuple[str, ...] = ()
     _index: dict[str, str] = field(init=False, repr=False, compare=False)
+    _empty: frozenset[str] = field(init=False, repr=False, compare=False)
+    _cache: dict[str, HeadingMatch | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         index: dict[str, str] = {}
@@ -84,6 +89,8 @@ class SectionSpec:
             for name in heading.normalized:
                 index.setdefault(name, heading.key)
         object.__setattr__(self, "_index", index)
+        object.__setattr__(self, "_empty", frozenset(normalize(a) for a in self.empty_answers))
+        object.__setattr__(self, "_cache", {})
 
     @property
     def section_keys(self) -> tuple[str, ...]:
@@ -98,6 +105,15 @@ class SectionSpec:
         stripped = line.strip()
         if not stripped or len(stripped) > 160:
             return None
+        # The same lines are asked about several times while a reply is cut and split.
+        if stripped in self._cache:
+            return self._cache[stripped]
+        if len(self._cache) > 4096:
+            self._cache.clear()
+        self._cache[stripped] = found = self._match(stripped)
+        return found
+
+    def _match(self, stripped: str) -> HeadingMatch | None:
         body = _strip_decorations(stripped)
         parts = _COLON.split(body, maxsplit=1)
         has_colon = len(parts) == 2
@@ -124,8 +140,10 @@ class SectionSpec:
         return None
 
     def is_empty_answer(self, content: str) -> bool:
-        cleaned = normalize(re.sub(r"[\s.!?:;,/*_•\-–—]+", " ", content)).strip()
-        return not cleaned or cleaned in {normalize(a) for a in self.empty_answers}
+        if len(content) > 40:  # no "nothing to report" answer is that long
+            return False
+        cleaned = normalize(_PUNCTUATION.sub(" ", content)).strip()
+        return not cleaned or cleaned in self._empty
 
     def split(self, text: str) -> dict[str, str | None]:
         """Every configured key mapped to its content, None when absent or empty."""

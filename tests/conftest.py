@@ -17,10 +17,9 @@ from typing import Any
 
 import pytest
 
-from mailflow.config import Config, config_from_table
+from mailflow.config import Config, load_config
 from mailflow.errors import LocalMailError
 from mailflow.localmail import PASSWORD, LocalMail
-from mailflow.tomltable import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"
@@ -51,13 +50,35 @@ def new_address(localmail: LocalMail) -> Callable[..., str]:
     return make
 
 
+ENV = {"MAILFLOW_IMAP_PASSWORD": PASSWORD, "MAILFLOW_SECRET": "test-secret"}
+
+
+def toml_text(data: dict[str, dict[str, Any]]) -> str:
+    """Enough of a TOML writer for test configs: tables of strings, numbers, lists."""
+    lines = []
+    for section, values in data.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            if isinstance(value, bool):
+                rendered = "true" if value else "false"
+            elif isinstance(value, list):
+                rendered = "[" + ", ".join(f'"{v}"' for v in value) + "]"
+            elif isinstance(value, int):
+                rendered = str(value)
+            else:
+                rendered = f'"{value}"'
+            lines.append(f"{key} = {rendered}")
+    return "\n".join(lines) + "\n"
+
+
 @pytest.fixture
 def make_config(
     localmail: LocalMail, tmp_path: Path, new_address: Callable[..., str]
 ) -> Callable[..., Config]:
-    """A ``Config`` for the loopback servers, a fresh database and a fresh shared mailbox.
+    """A config file for the loopback servers, a fresh database and a fresh shared mailbox.
 
     Keyword arguments override ``[section] key`` values: ``make_config(imap={"batch_size": 2})``.
+    The file is ``config.path``, for tests that run the ``mailflow`` command.
     """
 
     def make(**overrides: dict[str, Any]) -> Config:
@@ -81,8 +102,9 @@ def make_config(
         }
         for section, values in overrides.items():
             data.setdefault(section, {}).update(values)
-        env = {"MAILFLOW_IMAP_PASSWORD": PASSWORD, "MAILFLOW_SECRET": "test-secret"}
-        return config_from_table(Table(data), tmp_path, env)
+        path = tmp_path / "mailflow.toml"
+        path.write_text(toml_text(data))
+        return load_config(path, ENV)
 
     return make
 
