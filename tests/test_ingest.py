@@ -117,7 +117,8 @@ def test_oversized_message_is_quarantined_without_fetching_its_body(localmail, m
     report = ingest(db, config.imap)
     assert report.folders[0].oversized == 1 and report.parsed == 2
     row = db.execute(
-        "select raw, complete, status, error, size from messages where message_key = '<big@bulletins.test>'"
+        "select raw, complete, status, error, size from messages where message_key = ?",
+        ["<big@bulletins.test>"],
     ).fetchone()
     raw, complete, status, error, size = row
     assert (complete, status) == (0, "quarantined")
