@@ -18,7 +18,9 @@ from .sections import normalize
 BOUNCE = "bounce"
 AUTO_REPLY = "auto-reply"
 
-_DAEMONS = re.compile(r"^(mailer-daemon|postmaster|mail-delivery-subsystem|mdaemon|mailerdaemon)@")
+_DAEMONS = re.compile(
+    r"^(mailer-daemon|postmaster|mail-delivery-subsystem|mdaemon|mailerdaemon)@", re.I
+)
 _DAEMON_NAMES = re.compile(r"mail delivery (system|subsystem)|mailer.?daemon|postmaster", re.I)
 # Matched on the subject without accents, lower case; "r.?ponse" also survives a client
 # that dropped the undecodable byte of an 8-bit "Réponse".
@@ -101,7 +103,7 @@ def classify(
     sender = addresses(_header(headers, "from"))
     sender_address = sender[0][1] if sender else ""
     sender_name = sender[0][0] if sender else ""
-    own = {sender_address} | {a for _, a in addresses(_header(headers, "to"))}
+    own = {a.lower() for _, a in addresses(_header(headers, "to"))} | {sender_address.lower()}
 
     reason = ""
     if _is_report(msg, "delivery-status") or any(

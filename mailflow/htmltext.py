@@ -27,7 +27,7 @@ class _TextBuilder(HTMLParser):
         self.line = ""
         self.quote_depth = 0
         self.line_depth = 0
-        self.skip = 0
+        self.skipping: list[str] = []  # open elements whose text is not shown
         self.pre = 0
         self.lists: list[list[int | None]] = []  # [counter] for ol, [None] for ul
         self.pending_prefix = ""
@@ -56,8 +56,11 @@ class _TextBuilder(HTMLParser):
     # -- parser events ------------------------------------------------------------------
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP:
-            self.skip += 1
+            self.skipping.append(tag)
             return
+        if tag == "body":
+            # Browsers close an unclosed <head> when the body starts: so must we.
+            self.skipping = [t for t in self.skipping if t not in ("head", "title")]
         if tag == "br":
             self.newline(force=not self.line.strip() and bool(self.lines))
         elif tag == "blockquote":
@@ -90,7 +93,8 @@ class _TextBuilder(HTMLParser):
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP:
-            self.skip = max(self.skip - 1, 0)
+            if tag in self.skipping:
+                del self.skipping[len(self.skipping) - 1 - self.skipping[::-1].index(tag)]
             return
         if tag == "blockquote":
             self.newline()
@@ -115,7 +119,7 @@ class _TextBuilder(HTMLParser):
             self.handle_endtag(tag)
 
     def handle_data(self, data: str) -> None:
-        if self.skip:
+        if self.skipping:
             return
         if self.pre:
             for i, chunk in enumerate(data.split("\n")):

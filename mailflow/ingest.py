@@ -1,18 +1,17 @@
 """Reading the shared mailbox into the store: every message once, raw bytes first, never lost.
 
-Folders are synced by UID. For each batch of UIDs, one FETCH reads sizes and Message-IDs;
-messages already stored (same Message-ID, e.g. after a UIDVALIDITY change or a copy to
-another folder) only gain a location; messages over ``imap.max_message_size`` get their
-header stored and are quarantined without their body being fetched; the rest are fetched
-with ``BODY.PEEK[]`` (nothing is marked read) in chunks bounded in bytes, so memory stays
-flat. Each chunk is committed in one transaction together with the folder's new last
-UID: a process killed at any point re-fetches at most the chunk it was in, and stores
+Folders are synced by UID. One ``SEARCH LARGER`` finds the large messages; small ones are
+fetched with ``BODY.PEEK[]`` (nothing is marked read) ``imap.batch_size`` at a time, large
+ones one at a time after their size is read, so memory stays flat; a message over
+``imap.max_message_size`` only has its header fetched and is quarantined. After a
+UIDVALIDITY change, Message-IDs are read first and messages already stored only gain a
+location. Each group is committed in one transaction together with the folder's new last
+UID: a process killed at any point re-fetches at most the group it was in, and stores
 nothing twice. Parsing comes after, from the stored bytes, and can be re-run.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import logging
@@ -21,7 +20,6 @@ import os
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 import sqlite_utils
 from imapclient import IMAPClient
@@ -34,11 +32,11 @@ from .sections import SectionSpec
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 16 * 1024 * 1024
 POOL_THRESHOLD = 1000  # pending messages from which parsing is worth extra processes
 MAX_PARSE_ATTEMPTS = 3
+SMALL_MESSAGE = 64 * 1024  # below this, messages are fetched 500 at a time without sizing
 _MSGID = re.compile(rb"<[^<>\s]+>")
-_HEADER_FIELDS = b"BODY[HEADER.FIELDS (MESSAGE-ID)]"
+_MESSAGE_ID_HEADER = re.compile(rb"(?im)^message-id[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)")
 
 Progress = Callable[[str, int, int], None]  # (folder, done, total)
 Parser = Callable[[bytes, "SectionSpec | None"], ParsedMessage]
@@ -72,13 +70,16 @@ class IngestReport:
 @dataclass
 class _Fetched:
     uid: int
-    key: str
-    message_id: str | None
-    size: int
-    internal_date: str | None
+    size: int = 0
+    message_id: str | None = None
     raw: bytes | None = None
     complete: bool = True
     known: bool = False  # already stored under this Message-ID: only a new location
+    sha256: str = ""
+
+    @property
+    def key(self) -> str:
+        return self.message_id or "sha256:" + self.sha256
 
 
 def message_key(message_id: str | None, raw: bytes) -> str:
@@ -86,17 +87,17 @@ def message_key(message_id: str | None, raw: bytes) -> str:
     return message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def _message_id(header_bytes: bytes) -> str | None:
-    value = header_bytes.split(b":", 1)[1] if b":" in header_bytes else b""
-    found = _MSGID.search(value)
-    if found:
-        return found.group(0).decode("ascii", "replace")
-    cleaned = value.strip().decode("ascii", "replace")
+def header_message_id(raw: bytes) -> str | None:
+    """The Message-ID in a message's header, read without parsing the message."""
+    end = raw.find(b"\r\n\r\n")
+    head = raw[: end if end >= 0 else len(raw)]
+    found = _MESSAGE_ID_HEADER.search(head)
+    if not found:
+        return None
+    value = re.sub(rb"\s+", b" ", found.group(1))
+    bracketed = _MSGID.search(value)
+    cleaned = (bracketed.group(0) if bracketed else value.strip()).decode("ascii", "replace")
     return cleaned or None
-
-
-def _internal_date(value: Any) -> str | None:
-    return value.isoformat() if isinstance(value, dt.datetime) else None
 
 
 def ingest(
@@ -132,14 +133,24 @@ def sync_folder(
     last_uid = _folder_state(db, folder, uidvalidity, report)
     uids = sorted(u for u in client.search(["UID", f"{last_uid + 1}:*"]) if u > last_uid)
     report.seen = len(uids)
+    if not uids:
+        return report
+    # One cheap SEARCH says which messages are large; only those have their size fetched
+    # before their body, and a message over the limit never has its body fetched.
+    threshold = min(cfg.max_message_size, SMALL_MESSAGE)
+    large = set(client.search(["UID", f"{uids[0]}:*", "LARGER", str(threshold)]))
     done = 0
     for batch in _chunks(uids, cfg.batch_size):
-        for chunk in _plan(db, client, batch, cfg.max_message_size):
-            _fetch_bodies(client, chunk)
-            _store(db, folder, uidvalidity, chunk, report)
-            done += len(chunk)
-            if progress:
-                progress(folder, done, len(uids))
+        items = [_Fetched(uid) for uid in batch]
+        if report.resynced:
+            _mark_known(db, client, items)
+        _measure(client, [i for i in items if i.uid in large and not i.known], cfg)
+        for group in _groups(items, large):
+            _fetch(client, group)
+            _store(db, folder, uidvalidity, group, report)
+        done += len(batch)
+        if progress:
+            progress(folder, done, len(uids))
     return report
 
 
@@ -171,115 +182,107 @@ def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(items[i : i + size])
 
 
-def _plan(
-    db: sqlite_utils.Database, client: IMAPClient, uids: list[int], max_size: int
-) -> Iterator[list[_Fetched]]:
-    """One metadata FETCH for the batch, then chunks of at most ``CHUNK_BYTES`` to fetch."""
-    meta = client.fetch(
-        uids, ["RFC822.SIZE", "INTERNALDATE", "BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"]
-    )
-    ids = {_message_id(_header_bytes(data)) for data in meta.values()} - {None}
-    known = _known_keys(db, ids)
-    chunk: list[_Fetched] = []
-    budget = 0
-    for uid in uids:
-        data = meta.get(uid)
-        if data is None:  # expunged between SEARCH and FETCH
-            continue
-        message_id = _message_id(_header_bytes(data))
-        size = int(data.get(b"RFC822.SIZE", 0))
-        item = _Fetched(
-            uid, message_id or "", message_id, size, _internal_date(data.get(b"INTERNALDATE"))
-        )
-        item.complete = size <= max_size
-        item.known = message_id in known
-        cost = size if item.complete and not item.known else 0
-        if chunk and budget + cost > CHUNK_BYTES:
-            yield chunk
-            chunk, budget = [], 0
-        chunk.append(item)
-        budget += cost
-    if chunk:
-        yield chunk
-
-
-def _header_bytes(data: dict[bytes, Any]) -> bytes:
-    return next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"") or b""
-
-
-def _known_keys(db: sqlite_utils.Database, keys: set[str | None]) -> set[str]:
-    found: set[str] = set()
-    wanted = sorted(k for k in keys if k)
-    for i in range(0, len(wanted), 500):
-        part = wanted[i : i + 500]
+def _mark_known(db: sqlite_utils.Database, client: IMAPClient, items: list[_Fetched]) -> None:
+    """After a UIDVALIDITY change: skip the bodies of messages already stored."""
+    fields = client.fetch([i.uid for i in items], ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+    for item in items:
+        data = fields.get(item.uid, {})
+        header = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
+        item.message_id = header_message_id(header or b"")
+    ids = sorted({i.message_id for i in items if i.message_id})
+    known: set[str] = set()
+    for start in range(0, len(ids), 500):
+        part = ids[start : start + 500]
         marks = ",".join("?" * len(part))
         rows = db.execute(f"select message_key from messages where message_key in ({marks})", part)
-        found.update(row[0] for row in rows)
-    return found
+        known.update(row[0] for row in rows)
+    for item in items:
+        item.known = item.message_id in known
 
 
-def _fetch_bodies(client: IMAPClient, chunk: list[_Fetched]) -> None:
-    whole = [f.uid for f in chunk if f.complete and not f.known]
-    partial = [f.uid for f in chunk if not f.complete and not f.known]
+def _measure(client: IMAPClient, items: list[_Fetched], cfg: ImapConfig) -> None:
+    if not items:
+        return
+    sizes = client.fetch([i.uid for i in items], ["RFC822.SIZE"])
+    for item in items:
+        item.size = int(sizes.get(item.uid, {}).get(b"RFC822.SIZE", 0))
+        item.complete = item.size <= cfg.max_message_size
+
+
+def _groups(items: list[_Fetched], large: set[int]) -> Iterator[list[_Fetched]]:
+    """Consecutive small messages together; each large one alone (memory stays bounded).
+
+    Groups come in UID order, so that each commit can advance the folder's last UID.
+    """
+    group: list[_Fetched] = []
+    for item in items:
+        if item.uid in large and not item.known:
+            if group:
+                yield group
+            yield [item]
+            group = []
+        else:
+            group.append(item)
+    if group:
+        yield group
+
+
+def _fetch(client: IMAPClient, group: list[_Fetched]) -> None:
+    whole = [i.uid for i in group if i.complete and not i.known]
+    partial = [i.uid for i in group if not i.complete and not i.known]
     bodies = client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
     headers = client.fetch(partial, ["BODY.PEEK[HEADER]"]) if partial else {}
-    for item in chunk:
+    for item in group:
         if item.known:
             continue
         data = bodies.get(item.uid) if item.complete else headers.get(item.uid)
         if data is None:
-            continue
+            continue  # expunged between SEARCH and FETCH
         item.raw = data.get(b"BODY[]") if item.complete else data.get(b"BODY[HEADER]")
         if item.raw is not None:
-            item.key = message_key(item.message_id, item.raw)
+            item.size = item.size or len(item.raw)
+            item.message_id = header_message_id(item.raw)
+            item.sha256 = hashlib.sha256(item.raw).hexdigest()
 
 
 def _store(
     db: sqlite_utils.Database,
     folder: str,
     uidvalidity: int,
-    chunk: list[_Fetched],
+    group: list[_Fetched],
     report: FolderReport,
 ) -> None:
-    """Insert a chunk's messages and locations and advance the folder, all or nothing."""
+    """Insert a group's messages and locations and advance the folder, all or nothing."""
     stored_at = now_utc()
+    fetched = [i for i in group if i.raw is not None and not i.known]
+    located = [i for i in group if i.raw is not None or i.known]
     with transaction(db):
-        for item in chunk:
-            if item.known:
-                report.duplicates += 1
-                _locate(db, folder, uidvalidity, item)
-                continue
-            if item.raw is None:
-                continue  # expunged meanwhile
-            cursor = db.execute(
-                "insert into messages (message_key, message_id, sha256, size, raw, complete,"
-                " internal_date, stored_at, status, error) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " on conflict (message_key) do nothing",
-                [
-                    item.key, item.message_id, hashlib.sha256(item.raw).hexdigest(), item.size,
-                    item.raw, int(item.complete), item.internal_date, stored_at,
-                    "new" if item.complete else "quarantined",
-                    None if item.complete else _oversize_error(item.size),
-                ],
-            )  # fmt: skip
-            if cursor.rowcount:
-                report.stored += 1
-                report.oversized += not item.complete
-            else:
-                report.duplicates += 1
-            _locate(db, folder, uidvalidity, item)
+        inserted = db.conn.executemany(
+            "insert into messages (message_key, message_id, sha256, size, raw, complete,"
+            " stored_at, status, error) values (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+            " on conflict (message_key) do nothing",
+            [
+                (
+                    i.key, i.message_id, i.sha256, i.size, i.raw, int(i.complete), stored_at,
+                    "new" if i.complete else "quarantined",
+                    None if i.complete else _oversize_error(i.size),
+                )
+                for i in fetched
+            ],
+        ).rowcount  # fmt: skip
+        db.conn.executemany(
+            "insert into message_locations (folder, uidvalidity, uid, message)"
+            " select ?, ?, ?, id from messages where message_key = ? on conflict do nothing",
+            [(folder, uidvalidity, i.uid, i.key) for i in located],
+        )
         db.execute(
             "update folders set last_uid = max(last_uid, ?), synced_at = ? where name = ?",
-            [max(item.uid for item in chunk), stored_at, folder],
+            [group[-1].uid, stored_at, folder],
         )
-
-
-def _locate(db: sqlite_utils.Database, folder: str, uidvalidity: int, item: _Fetched) -> None:
-    db.execute(
-        "insert into message_locations (folder, uidvalidity, uid, message)"
-        " select ?, ?, ?, id from messages where message_key = ? on conflict do nothing",
-        [folder, uidvalidity, item.uid, item.key],
-    )
+    report.stored += inserted
+    report.duplicates += len(located) - inserted
+    if len(group) == 1 and not group[0].complete:
+        report.oversized += inserted
 
 
 def _oversize_error(size: int) -> str:
@@ -326,42 +329,54 @@ def parse_pending(
     if workers is None:
         workers = (os.cpu_count() or 1) if count >= POOL_THRESHOLD else 0
     if workers <= 1 or parser is not parse_message:
-        return _parse_rows(db, batch, lambda raws: [_parse_one(parser, spec, r) for r in raws])
+        return _parse_rows(db, batch, lambda raws: (_parse_one(parser, spec, r) for r in raws))
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
-        return _parse_rows(db, batch, lambda raws: pool.map(_parse_in_worker, raws, chunksize=50))
+        # imap: results stream back in order while this process writes earlier ones.
+        return _parse_rows(db, batch, lambda raws: pool.imap(_parse_in_worker, raws, 25))
 
 
 def _parse_rows(
     db: sqlite_utils.Database,
     batch: int,
-    parse_all: Callable[[list[bytes]], list[ParsedMessage | str]],
+    parse_many: Callable[[list[bytes]], Iterator[ParsedMessage | str]],
+    window: int = 1000,
 ) -> tuple[int, int, int]:
-    parsed = retry = quarantined = 0
+    counts = [0, 0, 0]  # parsed, retry, quarantined
     after = 0
     while True:
         rows = db.execute(
             "select id, raw, attempts from messages where status in ('new', 'retry')"
             " and id > ? order by id limit ?",
-            [after, batch],
+            [after, window],
         ).fetchall()
         if not rows:
-            return parsed, retry, quarantined
-        results = parse_all([raw for _, raw, _ in rows])
-        with transaction(db):
-            for (message, _, attempts), result in zip(rows, results, strict=True):
-                if isinstance(result, str):
-                    failed = attempts + 1 >= MAX_PARSE_ATTEMPTS
-                    db.execute(
-                        "update messages set status = ?, attempts = ?, error = ? where id = ?",
-                        ["quarantined" if failed else "retry", attempts + 1, result, message],
-                    )
-                    quarantined += failed
-                    retry += not failed
-                    continue
-                record_parse(db, message, result)
-                parsed += 1
+            return counts[0], counts[1], counts[2]
+        results = parse_many([raw for _, raw, _ in rows])
+        for start in range(0, len(rows), batch):
+            with transaction(db):
+                for message, _, attempts in rows[start : start + batch]:
+                    _record(db, message, attempts, next(results), counts)
         after = rows[-1][0]
+
+
+def _record(
+    db: sqlite_utils.Database,
+    message: int,
+    attempts: int,
+    result: ParsedMessage | str,
+    counts: list[int],
+) -> None:
+    if isinstance(result, ParsedMessage):
+        record_parse(db, message, result)
+        counts[0] += 1
+        return
+    failed = attempts + 1 >= MAX_PARSE_ATTEMPTS
+    db.execute(
+        "update messages set status = ?, attempts = ?, error = ? where id = ?",
+        ["quarantined" if failed else "retry", attempts + 1, result, message],
+    )
+    counts[2 if failed else 1] += 1
 
 
 def record_parse(db: sqlite_utils.Database, message: int, result: ParsedMessage) -> None:

@@ -46,7 +46,6 @@ def _mailbox(db: sqlite_utils.Database) -> None:
             size integer not null,
             raw blob not null,
             complete integer not null default 1,
-            internal_date text,
             stored_at text not null,
             status text not null default 'new'
                 check (status in ('new', 'parsed', 'retry', 'quarantined')),

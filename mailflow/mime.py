@@ -96,27 +96,11 @@ def decode_header(value: object) -> str:
     return text.strip()
 
 
-def raw_headers(msg: Message) -> list[tuple[str, str]]:
-    """Every header as (lower-case name, decoded value), in order, duplicates kept."""
-    return [(name.lower(), decode_header(value)) for name, value in msg.raw_items()]
-
-
-def header(msg: Message, name: str) -> str:
-    """The first value of a header, decoded; empty when absent."""
-    values = msg.get_all(name)
-    if not values:
-        return ""
-    for raw_name, raw_value in msg.raw_items():
-        if raw_name.lower() == name.lower():
-            return decode_header(raw_value)
-    return decode_header(values[0])
-
-
 def addresses(value: str) -> list[tuple[str, str]]:
-    """(display name, lower-case address) pairs of an address header, skipping empty ones."""
+    """(display name, address as written) pairs of an address header, skipping empty ones."""
     result = []
     for name, addr in email.utils.getaddresses([value]):
-        addr = addr.strip().strip("<>").lower()
+        addr = addr.strip().strip("<>")
         if "@" in addr:
             result.append((name.strip(), addr))
     return result

@@ -57,7 +57,7 @@ class ParsedMessage:
         return tuple(seen)
 
     def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
         data["from"] = data.pop("from_address")
         order = ["message_id", "from", "from_name", "subject", "date", "automatic",
                  "bounced_recipient", "text", "sections", "fields"]  # fmt: skip

@@ -45,9 +45,10 @@ _LABELS = (
 )
 _HEADER_LINE = re.compile(rf"^\s*[*_]*(?P<label>{_LABELS})\s*[*_]*\s*:\s*[*_]*\s*\S", re.I)
 _FROM_LABEL = re.compile(r"^(from|de|von|de la part de|envoy[ée] par)$", re.I)
+# No end anchor: a format=flowed client may have joined the next line to the separator.
 _SEPARATOR = re.compile(
     r"^\s*[-_=*]{2,}\s*(original message|message d'origine|mail original|message original"
-    r"|courriel original|message initial|original)\s*[-_=*]{2,}\s*$",
+    r"|courriel original|message initial|original)\s*[-_=*]{2,}",
     re.I,
 )
 _UNDERSCORES = re.compile(r"^\s*_{8,}\s*$")
@@ -59,7 +60,7 @@ _FORWARD = re.compile(
 )
 _FORWARD_SUBJECT = re.compile(r"^\s*(fwd?|tr|transf|wg|rv|fw)\s*:", re.I)
 _ATTRIBUTION_END = re.compile(
-    r"(wrote|a [ée]crit|[ée]crit|schrieb|escribi[óo]|ha scritto|said)\s*:\s*$", re.I
+    r"(wrote|a [ée]crit|[ée]crit|schrieb|escribi[óo]|ha scritto)\s*:\s*$", re.I
 )
 _ATTRIBUTION_START = re.compile(r"^\s*(on|le|el|am|il|op)\s", re.I)
 _DATED_FROM = re.compile(
@@ -93,6 +94,8 @@ _CLOSING = re.compile(
     r"\s*(?:(?:[,.!…]|:\)|;\))+\s*(?:\S+(?:\s\S+){0,2})?)?\s*$",
     re.I,
 )
+# Any language's sign-off has the same shape: one to three words and a comma, near the end.
+_SIGN_OFF_SHAPE = re.compile(r"^[-–—\s]*[^\W\d_][\w'’-]*(?:\s[\w'’-]+){0,2}\s*,\s*$")
 _DISCLAIMER = re.compile(
     r"(ce (message|courriel|mail|e-?mail)( electronique)?( et (toutes )?(les|ses) pieces jointes)?"
     r".{0,80}(confidenti|destine|intention exclusive|exclusivement)"
@@ -268,6 +271,12 @@ def _short_tail(lines: list[str], start: int, ctx: ReplyContext, limit: int = 7)
     return len(rest) <= limit and all(len(x) <= 90 and not ctx.is_heading(x) for x in rest)
 
 
+def _name_lines(lines: list[str], start: int) -> bool:
+    """At most three short lines, such as a name and a title, after a sign-off."""
+    rest = [line for line in lines[start:] if line.strip()]
+    return len(rest) <= 3 and all(len(line.strip()) <= 40 for line in rest)
+
+
 def _name_variants(name: str) -> set[str]:
     name = re.sub(r"[\"'()]", "", name).strip()
     if not name or "@" in name:
@@ -322,6 +331,10 @@ def _tail_cut(lines: list[str], ctx: ReplyContext) -> int | None:
         closing = _CLOSING.match(stripped) and not ctx.is_heading(stripped)
         named = names and len(stripped) < 60 and _plain(stripped).strip(" -,.") in names
         if (closing or named) and _short_tail(lines, i + 1, ctx, limit=7 if closing else 5):
+            return i
+        # Not the first line: "Bonjour," has the same shape and opens the message.
+        shaped = i in nonempty[-4:] and i != nonempty[0] and _SIGN_OFF_SHAPE.match(stripped)
+        if shaped and not ctx.is_heading(stripped) and _name_lines(lines, i + 1):
             return i
     return None
 

@@ -39,8 +39,8 @@ def _is_decoration(ch: str) -> bool:
     return category in ("So", "Sk", "Cs", "Co") or "\U0001f000" <= ch <= "\U0001faff"
 
 
-def _strip_decorations(text: str) -> str:
-    """Remove bullets, numbering, markdown and emoji around a heading."""
+def _strip_decorations(text: str, *, trailing: bool = True) -> str:
+    """Remove bullets, numbering, markdown and emoji before (and after) a heading."""
     previous = None
     while previous != text:
         previous = text
@@ -48,6 +48,8 @@ def _strip_decorations(text: str) -> str:
         while i < len(text) and _is_decoration(text[i]):
             i += 1
         text = _NUMBERING.sub("", text[i:])
+    if not trailing:
+        return text
     j = len(text)
     while j > 0 and _is_decoration(text[j - 1]):
         j -= 1
@@ -89,7 +91,8 @@ class SectionSpec:
             for name in heading.normalized:
                 index.setdefault(name, heading.key)
         object.__setattr__(self, "_index", index)
-        object.__setattr__(self, "_empty", frozenset(normalize(a) for a in self.empty_answers))
+        empty = frozenset(normalize(_PUNCTUATION.sub(" ", a)).strip() for a in self.empty_answers)
+        object.__setattr__(self, "_empty", empty)
         object.__setattr__(self, "_cache", {})
 
     @property
@@ -114,7 +117,7 @@ class SectionSpec:
         return found
 
     def _match(self, stripped: str) -> HeadingMatch | None:
-        body = _strip_decorations(stripped)
+        body = _strip_decorations(stripped, trailing=False)
         parts = _COLON.split(body, maxsplit=1)
         has_colon = len(parts) == 2
         head = _strip_decorations(_PARENTHETICAL.sub(" ", parts[0]))
