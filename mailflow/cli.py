@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import sys
@@ -11,13 +12,16 @@ from typing import Any
 
 import click
 
-from . import __version__
+from . import __version__, reports
 from .config import PROJECT_DIR, Config, load_config
 from .db import open_db
+from .engine import Engine
 from .errors import ConfigError, MailflowError
 from .ingest import ingest as run_ingest
 from .parse import parse_message
-from .workflow import collect_spec
+from .reports import current_occurrence
+from .roster import stored_roster
+from .workflow import Workflow, collect_spec
 
 
 class _Group(click.Group):
@@ -124,6 +128,179 @@ def ingest(ctx: click.Context) -> None:
             f"{f.oversized} too large (quarantined){extra}"
         )
     click.echo(f"parsed {report.parsed}, to retry {report.retry}, quarantined {report.quarantined}")
+
+
+def _engine(ctx: click.Context) -> Engine:
+    return Engine(_config(ctx))
+
+
+def _instant(value: str | None, config: Config) -> dt.datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO 8601 instant such as 2026-11-27T09:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=config.timezone)
+
+
+@cli.command()
+@click.option(
+    "--at", "at", metavar="ISO-8601", help="Act as if it were this instant (default: now)."
+)
+@click.option("--no-fetch", is_flag=True, help="Do not read the mailbox (steps and delivery only).")
+@click.pass_context
+def tick(ctx: click.Context, at: str | None, no_fetch: bool) -> None:
+    """Ingest, then do everything due at this instant; running it twice sends nothing twice."""
+    engine = _engine(ctx)
+    report = engine.tick(_instant(at, engine.config), fetch=not no_fetch)
+    if report.ingest:
+        click.echo(f"ingested {report.ingest.stored} new messages")
+    if report.inbound and report.inbound.handled:
+        kinds = ", ".join(f"{n} {k}" for k, n in sorted(report.inbound.kinds.items()))
+        click.echo(f"handled {report.inbound.handled} messages: {kinds}")
+    for run in report.steps:
+        note = f" ({run.note})" if run.note else ""
+        click.echo(
+            f"{run.workflow} {run.occurrence} {run.step}: {run.status}, {run.queued} queued{note}"
+        )
+    if report.delivery:
+        d = report.delivery
+        click.echo(f"sent {d.sent}, to retry {d.retry}, failed {d.failed}")
+    for error in report.errors:
+        click.echo(f"error: {error}", err=True)
+    if report.errors:
+        sys.exit(1)
+
+
+def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
+    return week or current_occurrence(engine, workflow)
+
+
+@cli.command()
+@click.option("--week", "week", metavar="OCCURRENCE", help="e.g. 2026-W48 (default: this one).")
+@click.option(
+    "--workflow", "workflow_name", help="Default: the first workflow that collects replies."
+)
+@click.pass_context
+def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> None:
+    """Show, per défi, whether and when it answered, and what is queued or failed."""
+    engine = _engine(ctx)
+    workflow = _workflow(engine, workflow_name)
+    occurrence = _occurrence(engine, workflow, week)
+    s = reports.status(engine, workflow, occurrence)
+    day = f" ({s.day.isoformat()})" if s.day else " (no occurrence: skipped or holiday)"
+    click.echo(f"{s.workflow} {s.occurrence}{day}")
+    tz = engine.config.timezone
+    for d in s.defis:
+        if d.answered_at:
+            when = (
+                dt.datetime.fromisoformat(d.answered_at).astimezone(tz).strftime("%a %d %b %H:%M")
+            )
+            late = " LATE" if d.late else ""
+            line = f"  [x] {d.name}: answered {when} by {d.sender} ({d.via}){late}"
+        else:
+            line = f"  [ ] {d.name}: no answer"
+        click.echo(line + "".join(f"; {f}" for f in d.flagged))
+    for step, state, ran_at in s.runs:
+        click.echo(f"  step {step}: {state} at {ran_at}")
+    counts = ", ".join(f"{n} {k}" for k, n in s.outbox.items())
+    click.echo(f"  outbox: {counts}")
+    for subject, error in s.failed:
+        click.echo(f"  failed: {subject}: {error}")
+
+
+def _workflow(engine: Engine, name: str | None) -> Workflow:
+    try:
+        return reports.find_workflow(engine, name)
+    except KeyError as e:
+        raise click.BadParameter(str(e.args[0]), param_hint="--workflow") from None
+
+
+@cli.command()
+@click.option("--week", "week", metavar="OCCURRENCE", help="e.g. 2026-W48 (default: this one).")
+@click.option(
+    "--workflow", "workflow_name", help="Default: the first workflow that collects replies."
+)
+@click.option("--step", "step_id", default="digest", show_default=True, help="The digest step.")
+@click.option("--preview", is_flag=True, required=True, help="Render without sending (required).")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False), help="Write the HTML part here."
+)
+@click.option("--language", type=click.Choice(["fr", "en"]), help="Default: the configured one.")
+@click.pass_context
+def digest(
+    ctx: click.Context, week: str | None, workflow_name: str | None, step_id: str,
+    preview: bool, html_file: str | None, language: str | None,
+) -> None:  # fmt: skip
+    """Render a digest as it would go out now, without sending it."""
+    engine = _engine(ctx)
+    workflow = _workflow(engine, workflow_name)
+    try:
+        workflow.step(step_id)
+    except KeyError:
+        raise click.BadParameter(
+            f"{workflow.name} has no step {step_id!r}", param_hint="--step"
+        ) from None
+    rendered = reports.preview(
+        engine, workflow, _occurrence(engine, workflow, week), step_id, language
+    )
+    if html_file:
+        Path(html_file).write_text(rendered.html or "")
+        click.echo(f"wrote {html_file}")
+    else:
+        click.echo(f"Subject: {rendered.subject}\n\n{rendered.text}")
+
+
+@cli.command()
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
+)
+@click.option("--workflow", "workflow_name", help="Default: every workflow.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Default: standard output.")
+@click.pass_context
+def export(ctx: click.Context, fmt: str, workflow_name: str | None, output: str | None) -> None:
+    """Export every answer, by occurrence and défi, as CSV or JSON."""
+    engine = _engine(ctx)
+    workflow = _workflow(engine, workflow_name) if workflow_name else None
+    data = reports.export_answers(engine, fmt, workflow)
+    if output:
+        Path(output).write_text(data)
+    else:
+        click.echo(data, nl=False)
+
+
+@cli.command()
+@click.pass_context
+def roster(ctx: click.Context) -> None:
+    """Show the défis, their members and the staff, as stored."""
+    engine = _engine(ctx)
+    stored = stored_roster(engine.db)
+    for d in stored.defis:
+        period = f" {d.active_from or '…'} → {d.active_until or '…'}"
+        click.echo(f"{d.name} [{d.id}] ({d.host}){period}")
+        for m in d.members:
+            click.echo(f"  {m.name} <{m.address}>" if m.name else f"  {m.address}")
+    click.echo("staff:")
+    for s in stored.staff:
+        click.echo(f"  {s.name} <{s.address}> {s.role}".rstrip())
+
+
+@cli.command()
+@click.option(
+    "--dir", "folder", type=click.Path(file_okay=False), default="demo", show_default=True,
+    help="Where the demo's config, roster and database are written.",
+)  # fmt: skip
+@click.option("--friday", type=click.DateTime(["%Y-%m-%d"]), help="Default: the coming Friday.")
+def demo(folder: str, friday: dt.datetime | None) -> None:
+    """Play a whole Friday of the retrospective on loopback Dovecot and SMTP servers."""
+    from .demo import next_friday, run_demo
+
+    day = friday.date() if friday else next_friday(dt.date.today())
+    run_demo(Path(folder), day, click.echo)
+    click.echo(f"\nThe database is in {folder}/: try `mailflow -c {folder}/mailflow.toml status`.")
 
 
 def main() -> None:

@@ -81,6 +81,109 @@ def _mailbox(db: sqlite_utils.Database) -> None:
     )
 
 
+def _workflows(db: sqlite_utils.Database) -> None:
+    """The roster, the outbox, what each workflow step did, and what each message was."""
+    _script(
+        db,
+        """
+        create table settings (
+            key text primary key,
+            value text not null
+        );
+        create table defis (
+            id text primary key,
+            name text not null,
+            host text not null default '',
+            language text,
+            active_from text,
+            active_until text
+        );
+        create table members (
+            defi text not null references defis (id) on delete cascade,
+            address text not null,
+            name text not null default '',
+            primary key (defi, address)
+        );
+        create index members_address on members (address);
+        create table staff (
+            address text primary key,
+            name text not null default '',
+            role text not null default ''
+        );
+        -- Problems with an address the staff should know of (a bounce, a reply from a
+        -- non-member), until resolved.
+        create table address_flags (
+            id integer primary key,
+            address text not null,
+            kind text not null,
+            message integer references messages (id),
+            detail text not null default '',
+            created_at text not null,
+            reported_in text
+        );
+        create unique index address_flags_once on address_flags (address, kind, message);
+        -- One row per mail to send; ``key`` makes queuing the same mail twice a no-op.
+        create table outbox (
+            id integer primary key,
+            key text not null unique,
+            workflow text not null,
+            occurrence text not null,
+            step text not null,
+            recipient text not null,
+            to_addrs text not null,
+            sender text not null,
+            message_id text not null unique,
+            subject text not null,
+            raw blob not null,
+            status text not null default 'queued'
+                check (status in ('queued', 'sending', 'sent', 'failed')),
+            attempts integer not null default 0,
+            next_attempt_at text not null,
+            queued_at text not null,
+            sent_at text,
+            error text,
+            refused text,
+            reported_at text
+        );
+        create index outbox_due on outbox (next_attempt_at) where status in ('queued', 'sending');
+        -- What each step of each occurrence of a workflow did: the persisted schedule.
+        create table runs (
+            workflow text not null,
+            occurrence text not null,
+            step text not null,
+            due_at text not null,
+            ran_at text not null,
+            status text not null check (status in ('done', 'late', 'skipped')),
+            note text not null default '',
+            primary key (workflow, occurrence, step)
+        );
+        create table skipped_occurrences (
+            workflow text not null,
+            occurrence text not null,
+            reason text not null,
+            created_at text not null,
+            primary key (workflow, occurrence)
+        );
+        -- What the engine took each parsed message for, once.
+        create table inbound (
+            message integer primary key references messages (id),
+            received_at text not null,
+            kind text not null,
+            status text not null,
+            sender text,
+            workflow text,
+            occurrence text,
+            defi text,
+            via text,
+            data text,
+            shown_in text
+        );
+        create index inbound_answers on inbound (workflow, occurrence, defi) where kind = 'answer';
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_mailbox", _mailbox),
+    ("0002_workflows", _workflows),
 ]

@@ -1,11 +1,185 @@
-"""Workflows: the TOML files in ``workflows/`` that say what mailflow does and when."""
+"""Workflows: the TOML files in ``workflows/`` that say what mailflow does and when.
+
+A workflow has a schedule (when its occurrences happen), steps (what to send to whom,
+at what local time of the occurrence's day) and, when it collects replies, the sections
+to split them into. The format is documented in the README, with ``workflows/retro.toml``
+as the worked example. Everything is checked at load time: an error names the file,
+the key and what was expected.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import ConfigError
 from .sections import Heading, SectionSpec, spec_from_table
 from .tomltable import Table
+
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+ACTIONS = ("send", "digest")
+AUDIENCES = ("each_defi", "cohort", "alias", "staff")
+FILTERS = ("", "not_answered", "answered")
+WHEN_LATE = ("skip", "note", "staff")
+ON_HOLIDAY = ("previous_working_day", "skip", "keep")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When occurrences happen: every week on a weekday, or every month on a given day."""
+
+    every: str  # "week" or "month"
+    day: str  # "friday"; monthly: "last friday", "first monday", "15"
+    holidays: str = ""  # country code for public holidays (holidays package), "" for none
+    subdivision: str = ""  # e.g. "57" (Moselle) or "6AE" (Alsace) for France
+    on_holiday: str = "previous_working_day"
+    skip: tuple[str, ...] = ()
+    start: dt.date | None = None
+    end: dt.date | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One thing to do for each occurrence, at a local time of its day."""
+
+    id: str
+    at: dt.time
+    action: str
+    template: str
+    to: str
+    only: str = ""
+    unless_empty: tuple[str, ...] = ()
+    days_before: int = 0
+    grace: dt.timedelta = dt.timedelta(hours=2)
+    when_late: str = "skip"
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    title: str
+    path: Path
+    schedule: Schedule
+    steps: tuple[Step, ...]
+    collect: SectionSpec | None = None
+    deadline: dt.time | None = None
+    language: str | None = None
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+
+def _schedule(t: Table) -> Schedule:
+    every = t.string("every", choices=("week", "month"))
+    day = t.string("day").strip().lower()
+    if every == "week" and day not in WEEKDAYS:
+        t.fail("day", "a weekday such as 'friday'", day)
+    if every == "month":
+        words = day.split()
+        ordinals = ("first", "second", "third", "fourth", "last")
+        nth_weekday = len(words) == 2 and words[0] in ordinals and words[1] in WEEKDAYS
+        monthly_ok = nth_weekday or (day.isdigit() and 1 <= int(day) <= 28)
+        if not monthly_ok:
+            t.fail("day", "'first monday' … 'last friday', or a day of the month 1-28", day)
+    schedule = Schedule(
+        every=every,
+        day=day,
+        holidays=t.string("holidays", ""),
+        subdivision=t.string("subdivision", ""),
+        on_holiday=t.string("on_holiday", "previous_working_day", choices=ON_HOLIDAY),
+        skip=t.strings("skip", ()),
+        start=t.date("start", None),
+        end=t.date("end", None),
+    )
+    if schedule.holidays:
+        import holidays
+
+        try:
+            holidays.country_holidays(schedule.holidays, subdiv=schedule.subdivision or None)
+        except NotImplementedError:
+            t.fail("holidays", "a country code known to the holidays package, such as 'FR'",
+                   schedule.holidays)  # fmt: skip
+        except ValueError as e:
+            t.fail(
+                "subdivision", f"a subdivision of {schedule.holidays} ({e})", schedule.subdivision
+            )
+    t.done()
+    return schedule
+
+
+DIGEST_KEYS = ("answers", "missing", "late_answers", "flags")
+
+
+def _step(t: Table, collect: SectionSpec | None) -> Step:
+    collects = collect is not None
+    keys = (*DIGEST_KEYS, *(collect.section_keys + collect.field_keys if collect else ()))
+    step = Step(
+        id=t.string("id", pattern=r"[a-z0-9][a-z0-9-]*"),
+        at=t.time("at"),
+        action=t.string("action", choices=ACTIONS),
+        template=t.string("template", pattern=r"[A-Za-z0-9_/-]+"),
+        to=t.string("to", choices=AUDIENCES),
+        only=t.string("only", "", choices=FILTERS),
+        unless_empty=t.strings("unless_empty", ()),
+        days_before=t.integer("days_before", 0, min=0, max=60),
+        grace=t.duration("grace", dt.timedelta(hours=2)),
+        when_late=t.string("when_late", "skip", choices=WHEN_LATE),
+    )
+    if step.only and not collects:
+        t.fail("only", "no filter: this workflow collects no replies", step.only)
+    if step.only and step.to != "each_defi":
+        t.fail("only", f"no filter with to = {step.to!r} (filters apply to each_defi)", step.only)
+    unknown = [k for k in step.unless_empty if k not in keys]
+    if unknown or (step.unless_empty and step.action != "digest"):
+        t.fail("unless_empty", "digest keys among " + ", ".join(keys), list(step.unless_empty))
+    t.done()
+    return step
+
+
+def load_workflow(path: Path) -> Workflow:
+    root = Table.from_file(path)
+    name = root.string("name", path.stem, pattern=r"[a-z0-9][a-z0-9-]*")
+    collect = None
+    deadline = None
+    if root.has("collect"):
+        table = root.table("collect")
+        deadline = table.time("deadline", None)
+        collect = spec_from_table(table)
+        table.done()
+    steps = tuple(_step(t, collect) for t in root.tables("steps", required=True))
+    if not steps:
+        root.fail("steps", "at least one step")
+    ids = [s.id for s in steps]
+    if len(set(ids)) != len(ids):
+        root.fail("steps", "steps with distinct ids", ids)
+    workflow = Workflow(
+        name=name,
+        title=root.string("title", name),
+        path=path,
+        schedule=_schedule(root.table("schedule", required=True)),
+        steps=steps,
+        collect=collect,
+        deadline=deadline,
+        language=root.string("language", None, choices=("fr", "en")),
+    )
+    root.done()
+    return workflow
+
+
+def load_workflows(folder: Path) -> list[Workflow]:
+    """Every ``*.toml`` of a folder, all valid, or a ``ConfigError`` for the first wrong one."""
+    if not folder.is_dir():
+        raise ConfigError("mailflow.workflows", "an existing folder of workflow files", str(folder))
+    workflows = [load_workflow(p) for p in sorted(folder.glob("*.toml"))]
+    names = [w.name for w in workflows]
+    for name in names:
+        if names.count(name) > 1:
+            raise ConfigError("name", "a name used by one workflow only", name, str(folder))
+    return workflows
 
 
 def collect_spec(workflows_dir: Path) -> SectionSpec:

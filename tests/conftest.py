@@ -8,16 +8,25 @@ it: these tests never skip silently.
 
 from __future__ import annotations
 
+import email
+import email.message
+import email.policy
 import itertools
 import os
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
+from mailflow.cli import cli
 from mailflow.config import Config, load_config
+from mailflow.engine import Engine
 from mailflow.errors import LocalMailError
 from mailflow.localmail import PASSWORD, LocalMail
 
@@ -117,3 +126,94 @@ def corpus_files() -> list[Path]:
 def _no_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MAILFLOW_CONFIG", raising=False)
     os.environ.pop("MAILFLOW_CONFIG", None)
+
+
+@dataclass
+class Programme:
+    """A configured programme on the loopback servers: roster, mailboxes, ticks, replies."""
+
+    config: Config
+    localmail: LocalMail
+    defis: dict[str, list[str]]
+    staff: list[str]
+
+    @property
+    def shared(self) -> str:
+        return self.config.imap.username
+
+    def engine(self) -> Engine:
+        return Engine(self.config)
+
+    def run(self, *args: str) -> Any:
+        """Run a ``mailflow`` command in-process, with this programme's config."""
+        result = CliRunner().invoke(cli, ["-c", str(self.config.path), *args], env=ENV)
+        if result.exception and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        return result
+
+    def tick(self, at: str) -> Any:
+        result = self.run("tick", "--at", at)
+        assert result.exit_code == 0, result.output
+        return result
+
+    def inbox(self, address: str) -> list[email.message.EmailMessage]:
+        """The messages of a mailbox, decoded as a mail client shows them."""
+        return [
+            email.message_from_bytes(raw, policy=email.policy.default)  # type: ignore[misc]
+            for raw in self.localmail.fetch(address)
+        ]
+
+    def swaks(self, raw: bytes, sender: str, to: str | None = None) -> None:
+        """Send a prepared message with swaks, as a mail client submits it."""
+        with tempfile.NamedTemporaryFile(suffix=".eml") as f:
+            f.write(raw)
+            f.flush()
+            result = subprocess.run(
+                ["swaks", "--server", "127.0.0.1", "--port", str(self.localmail.smtp_port),
+                 "--from", sender or "<>", "--to", to or self.shared, "--data", f"@{f.name}",
+                 "--silent", "2"],
+                capture_output=True, text=True, check=False,
+            )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+
+    def wait_shared(self, count: int) -> None:
+        self.localmail.wait_for(self.shared, count)
+
+
+def text_of(msg: email.message.EmailMessage, subtype: str = "plain") -> str:
+    """The text (or HTML) part as a reader sees it, line ends normalised."""
+    part = msg.get_body((subtype,))
+    return "" if part is None else part.get_content().replace("\r\n", "\n")
+
+
+@pytest.fixture
+def programme(
+    make_config: Callable[..., Config], new_address: Callable[..., str], localmail: LocalMail,
+    tmp_path: Path,
+) -> Callable[..., Programme]:  # fmt: skip
+    """``programme({"alpha": 2, "beta": 1})``: défis with that many member mailboxes each."""
+
+    def make(
+        defis: dict[str, int], languages: dict[str, str] | None = None, **overrides: Any
+    ) -> Programme:
+        members: dict[str, list[str]] = {}
+        lines = []
+        for defi, count in defis.items():
+            domain = f"{defi}-{uuid.uuid4().hex[:6]}.test"
+            members[defi] = [new_address(f"{defi}{i}", domain) for i in range(count)]
+            quoted = ", ".join(f'"{m}"' for m in members[defi])
+            language = (languages or {}).get(defi)
+            lines += [
+                "[[defi]]", f'id = "{defi}"', f'name = "{defi.capitalize()}"',
+                f'host = "Administration {defi}"', f"members = [{quoted}]",
+                *([f'language = "{language}"'] if language else []), "",
+            ]  # fmt: skip
+        staff = [new_address("staff"), new_address("staff")]
+        for address in staff:
+            lines += ["[[staff]]", f'address = "{address}"', 'name = "Staff"', ""]
+        (tmp_path / "roster.toml").write_text("\n".join(lines))
+        overrides.setdefault("mailflow", {})["roster"] = str(tmp_path / "roster.toml")
+        config = make_config(**overrides)
+        return Programme(config, localmail, members, staff)
+
+    return make

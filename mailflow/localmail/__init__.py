@@ -84,7 +84,8 @@ class LocalMail:
     def deliver(self, raw: bytes, to: Iterable[str], sender: str = "") -> None:
         """Hand a message to Dovecot over LMTP, as the receiving MTA would."""
         with smtplib.LMTP("127.0.0.1", self.dovecot.lmtp_port) as lmtp:
-            lmtp.sendmail(sender or "<>", list(to), raw)
+            for rcpt in to:  # one transaction each: LMTP answers DATA once per recipient
+                lmtp.sendmail(sender or "<>", [rcpt], raw)
 
     def send(self, raw: bytes, to: Iterable[str], sender: str) -> None:
         """Submit a message to the SMTP server, as a mail client would."""

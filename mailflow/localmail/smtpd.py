@@ -80,10 +80,11 @@ class DeliveringHandler:
         return "250 2.0.0 Message accepted for delivery"
 
     def _lmtp(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
+        # One LMTP transaction per recipient: LMTP answers DATA once per recipient, which
+        # smtplib reads as a single answer.
         with smtplib.LMTP("127.0.0.1", self.lmtp_port) as lmtp:
-            refused = lmtp.sendmail(mail_from or "<>", rcpt_tos, data)
-        if refused:
-            raise smtplib.SMTPRecipientsRefused(refused)
+            for rcpt in rcpt_tos:
+                lmtp.sendmail(mail_from or "<>", [rcpt], data)
 
 
 class SmtpServer:

@@ -1,0 +1,185 @@
+"""What each incoming message is taken for: an answer to a workflow, or something else.
+
+A human reply is attributed by the token in its In-Reply-To/References (the request it
+answers), else by its sender being a member of exactly one défi (the latest request
+that défi received). A reply from an address that is not a member of the défi it
+answers is kept and flagged for the staff, not counted. An answer arriving after the
+occurrence's digest is kept as late, for the next digest. Bounces flag the address that
+failed; auto-replies are recorded and never answered. Unknown senders are recorded,
+never attributed by guess. Each message is handled once (the ``inbound`` table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import sqlite_utils
+
+from . import tokens
+from .db import now_utc, transaction
+from .outbox import iso
+from .parse import ParsedMessage
+from .roster import defis_of, is_staff
+from .workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InboundReport:
+    handled: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # answer, auto_reply, bounce, reply, staff, unknown_sender
+    status: str  # counted, late, non_member, ambiguous, recorded
+    workflow: str | None = None
+    occurrence: str | None = None
+    defi: str | None = None
+    via: str | None = None
+    data: dict[str, object] | None = None
+    flag: tuple[str, str, str] | None = None  # (address, kind, detail)
+
+
+def pending_messages(db: sqlite_utils.Database) -> Iterable[tuple[int, ParsedMessage]]:
+    rows = db.execute(
+        "select p.message, p.data from parsed p left join inbound i on i.message = p.message"
+        " where i.message is null order by p.message"
+    ).fetchall()
+    for message, data in rows:
+        yield message, ParsedMessage.from_json(json.loads(data))
+
+
+def handle_inbound(
+    db: sqlite_utils.Database,
+    workflows: list[Workflow],
+    secret: str,
+    now: dt.datetime,
+) -> InboundReport:
+    """Decide, once, what every parsed message not handled yet is."""
+    report = InboundReport()
+    by_name = {w.name: w for w in workflows if w.collect is not None}
+    for message, parsed in pending_messages(db):
+        verdict = judge(db, by_name, secret, parsed)
+        with transaction(db):
+            _record(db, message, parsed, verdict, now)
+        report.handled += 1
+        report.kinds[verdict.kind] = report.kinds.get(verdict.kind, 0) + 1
+    return report
+
+
+def judge(
+    db: sqlite_utils.Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
+) -> Verdict:
+    sender = (parsed.from_address or "").lower()
+    if parsed.automatic == "bounce":
+        failed = (parsed.bounced_recipient or "").lower()
+        flag = (failed, "bounce", parsed.subject) if failed else None
+        return Verdict("bounce", "recorded", flag=flag)
+    if parsed.automatic:
+        return Verdict("auto_reply", "recorded")
+    token = tokens.first_token(secret, parsed.thread_ids)
+    if token is not None:
+        workflow = collecting.get(token.workflow)
+        if workflow is None or not token.recipient.startswith("d-"):
+            return Verdict("reply", "recorded", token.workflow, token.occurrence, via="token")
+        return _answer(db, workflow, token.occurrence, token.recipient[2:], sender, parsed, "token")
+    defis = defis_of(db, sender)
+    if len(defis) == 1:
+        found = _latest_request(db, collecting, defis[0])
+        if found:
+            return _answer(db, found[0], found[1], defis[0], sender, parsed, "membership")
+        return Verdict("reply", "recorded", defi=defis[0], via="membership")
+    if len(defis) > 1:
+        detail = f"member of {', '.join(defis)}: not attributed"
+        return Verdict("answer", "ambiguous", via="membership", flag=(sender, "ambiguous", detail))
+    if sender and is_staff(db, sender):
+        return Verdict("staff", "recorded")
+    return Verdict("unknown_sender", "recorded")
+
+
+def _latest_request(
+    db: sqlite_utils.Database, collecting: dict[str, Workflow], defi: str
+) -> tuple[Workflow, str] | None:
+    """The collecting workflow and occurrence of the last request this défi received."""
+    if not collecting:
+        return None
+    marks = ",".join("?" * len(collecting))
+    row = db.execute(
+        f"select workflow, occurrence from outbox where recipient = ? and workflow in ({marks})"
+        " order by id desc limit 1",
+        [f"d-{defi}", *collecting],
+    ).fetchone()
+    return (collecting[row[0]], row[1]) if row else None
+
+
+def _answer(
+    db: sqlite_utils.Database,
+    workflow: Workflow,
+    occurrence: str,
+    defi: str,
+    sender: str,
+    parsed: ParsedMessage,
+    via: str,
+) -> Verdict:
+    assert workflow.collect is not None
+    split = workflow.collect.split(parsed.text)
+    data: dict[str, object] = {
+        "sections": {k: split[k] for k in workflow.collect.section_keys},
+        "fields": {k: split[k] for k in workflow.collect.field_keys},
+        "text": parsed.text,
+        "from_name": parsed.from_name,
+    }
+    members = db.execute("select address from members where defi = ?", [defi]).fetchall()
+    if sender not in {m[0] for m in members}:
+        detail = f"answered for {defi} ({workflow.name} {occurrence}) but is not a member"
+        return Verdict("answer", "non_member", workflow.name, occurrence, defi, via, data,
+                       flag=(sender, "non_member", detail))  # fmt: skip
+    status = "late" if digest_done(db, workflow, occurrence) else "counted"
+    return Verdict("answer", status, workflow.name, occurrence, defi, via, data)
+
+
+def digest_done(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> bool:
+    """Whether a digest of this occurrence has gone out (answers after it are late)."""
+    digests = [s.id for s in workflow.steps if s.action == "digest"]
+    if not digests:
+        return False
+    marks = ",".join("?" * len(digests))
+    row = db.execute(
+        f"select 1 from runs where workflow = ? and occurrence = ? and step in ({marks})"
+        " and status != 'skipped'",
+        [workflow.name, occurrence, *digests],
+    ).fetchone()
+    return row is not None
+
+
+def _record(
+    db: sqlite_utils.Database,
+    message: int,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    now: dt.datetime,
+) -> None:
+    db.execute(
+        "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
+        " defi, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            message, iso(now), verdict.kind, verdict.status, (parsed.from_address or "").lower(),
+            verdict.workflow, verdict.occurrence, verdict.defi, verdict.via,
+            json.dumps(verdict.data, ensure_ascii=False) if verdict.data else None,
+        ],
+    )  # fmt: skip
+    if verdict.flag:
+        address, kind, detail = verdict.flag
+        db.execute(
+            "insert or ignore into address_flags (address, kind, message, detail, created_at)"
+            " values (?, ?, ?, ?, ?)",
+            [address, kind, message, detail, now_utc()],
+        )
+    log.info("message %s: %s (%s)", message, verdict.kind, verdict.status)

@@ -1,0 +1,110 @@
+"""The outbox: every mail to send, rendered once, keyed so that it is never queued twice.
+
+A row's ``key`` names the mail (workflow, occurrence, step, recipient): queuing a mail
+whose key exists does nothing, so a step replayed after a crash or a second ``tick``
+sends nothing twice. Rows go ``queued`` → ``sending`` → ``sent``, or back to ``queued``
+with a later ``next_attempt_at`` after a temporary failure, or to ``failed``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+
+import sqlite_utils
+
+STATUSES = ("queued", "sending", "sent", "failed")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A rendered mail and what it is for."""
+
+    key: str
+    workflow: str
+    occurrence: str
+    step: str
+    recipient: str
+    to: tuple[str, ...]
+    sender: str
+    message_id: str
+    subject: str
+    raw: bytes
+
+
+@dataclass(frozen=True)
+class Pending:
+    id: int
+    key: str
+    to: tuple[str, ...]
+    sender: str
+    raw: bytes
+    attempts: int
+    status: str
+
+
+def iso(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
+def queue(db: sqlite_utils.Database, mail: Outgoing, now: dt.datetime) -> bool:
+    """Add a mail unless one with the same key exists; True when it was added."""
+    cursor = db.execute(
+        "insert into outbox (key, workflow, occurrence, step, recipient, to_addrs, sender,"
+        " message_id, subject, raw, status, next_attempt_at, queued_at)"
+        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'queued', ?, ?) on conflict (key) do nothing",
+        [
+            mail.key, mail.workflow, mail.occurrence, mail.step, mail.recipient,
+            json.dumps(list(mail.to)), mail.sender, mail.message_id, mail.subject, mail.raw,
+            iso(now), iso(now),
+        ],
+    )  # fmt: skip
+    return bool(cursor.rowcount)
+
+
+def is_queued(db: sqlite_utils.Database, key: str) -> bool:
+    return db.execute("select 1 from outbox where key = ?", [key]).fetchone() is not None
+
+
+def due(db: sqlite_utils.Database, now: dt.datetime, limit: int = 1000) -> list[Pending]:
+    """Mails to send now, oldest first; ``sending`` ones were in flight at a crash."""
+    rows = db.execute(
+        "select id, key, to_addrs, sender, raw, attempts, status from outbox"
+        " where status in ('queued', 'sending') and next_attempt_at <= ? order by id limit ?",
+        [iso(now), limit],
+    )
+    return [Pending(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
+
+
+def mark(
+    db: sqlite_utils.Database, id: int, status: str, now: dt.datetime, **fields: object
+) -> None:
+    assignments = ["status = ?"]
+    values: list[object] = [status]
+    if status == "sent":
+        assignments.append("sent_at = ?")
+        values.append(iso(now))
+    for name, value in fields.items():
+        assignments.append(f"{name} = ?")
+        values.append(value)
+    db.execute(f"update outbox set {', '.join(assignments)} where id = ?", [*values, id])
+
+
+def counts(
+    db: sqlite_utils.Database, workflow: str | None = None, occurrence: str | None = None
+) -> dict[str, int]:
+    where, params = [], []
+    if workflow:
+        where.append("workflow = ?")
+        params.append(workflow)
+    if occurrence:
+        where.append("occurrence = ?")
+        params.append(occurrence)
+    clause = f"where {' and '.join(where)}" if where else ""
+    result = dict.fromkeys(STATUSES, 0)
+    for status, n in db.execute(
+        f"select status, count(*) from outbox {clause} group by status", params
+    ):
+        result[status] = n
+    return result

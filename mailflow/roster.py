@@ -1,0 +1,209 @@
+"""The roster: the défis (teams) with their members, and the staff team.
+
+Read from a TOML file named in the config (``[mailflow] roster``) and kept in SQLite,
+where every other module looks people up. The file format::
+
+    [[defi]]
+    id = "bulletins"                      # letters, digits, dashes: used in Message-IDs
+    name = "Bulletins"
+    host = "DINUM"                        # host organisation
+    members = ["Camille Martin <camille.martin@bulletins.test>", "hugo@bulletins.test"]
+    language = "fr"                       # optional, default: the config's language
+    active_from = 2026-09-01              # optional
+    active_until = 2027-06-30             # optional
+
+    [[staff]]
+    name = "Soizic Pénicaud"
+    address = "soizic@programme.test"
+    role = "Responsable du programme"
+
+Addresses are compared without case. An address may belong to several défis (a
+mentor): a message from it is then never attributed by membership alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import hashlib
+import json
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import sqlite_utils
+
+from .db import transaction
+from .tomltable import Table
+
+_ADDRESS = r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+"
+
+
+@dataclass(frozen=True)
+class Member:
+    address: str
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Defi:
+    """A team answering the workflows, with the addresses that speak for it."""
+
+    id: str
+    name: str
+    host: str = ""
+    members: tuple[Member, ...] = ()
+    language: str | None = None
+    active_from: dt.date | None = None
+    active_until: dt.date | None = None
+
+    def active_on(self, day: dt.date) -> bool:
+        return (self.active_from is None or self.active_from <= day) and (
+            self.active_until is None or day <= self.active_until
+        )
+
+    @property
+    def addresses(self) -> tuple[str, ...]:
+        return tuple(m.address for m in self.members)
+
+
+@dataclass(frozen=True)
+class Staff:
+    address: str
+    name: str = ""
+    role: str = ""
+
+
+@dataclass(frozen=True)
+class Roster:
+    defis: tuple[Defi, ...] = ()
+    staff: tuple[Staff, ...] = ()
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), default=str).encode()).hexdigest()
+
+
+def _member(t: Table, key: str, value: str) -> Member:
+    pairs = email.utils.getaddresses([value])
+    if len(pairs) != 1 or not _valid(pairs[0][1]):
+        t.fail(key, "addresses such as 'Camille Martin <camille@example.test>'", value)
+    name, address = pairs[0]
+    return Member(address.lower(), name)
+
+
+def _valid(address: str) -> bool:
+    return bool(re.fullmatch(_ADDRESS, address))
+
+
+def load_roster(path: Path) -> Roster:
+    """Read and check a roster file; a wrong value is a ``ConfigError`` naming it."""
+    root = Table.from_file(path)
+    defis = []
+    seen: set[str] = set()
+    for t in root.tables("defi"):
+        defi_id = t.string("id", pattern=r"[a-z0-9][a-z0-9-]*")
+        if defi_id in seen:
+            t.fail("id", "an id used by no other défi", defi_id)
+        seen.add(defi_id)
+        members = tuple(_member(t, "members", m) for m in t.strings("members", ()))
+        defis.append(
+            Defi(
+                id=defi_id,
+                name=t.string("name"),
+                host=t.string("host", ""),
+                members=members,
+                language=t.string("language", None, choices=("fr", "en")),
+                active_from=t.date("active_from", None),
+                active_until=t.date("active_until", None),
+            )
+        )
+        t.done()
+    staff = []
+    for t in root.tables("staff"):
+        address = t.string("address")
+        if not _valid(address):
+            t.fail("address", "an email address", address)
+        staff.append(Staff(address.lower(), t.string("name", ""), t.string("role", "")))
+        t.done()
+    root.done()
+    return Roster(tuple(defis), tuple(staff))
+
+
+def sync_roster(db: sqlite_utils.Database, roster: Roster) -> bool:
+    """Make the stored roster the given one; returns False when nothing changed."""
+    digest = roster.digest()
+    row = db.execute("select value from settings where key = 'roster_digest'").fetchone()
+    if row and row[0] == digest:
+        return False
+    with transaction(db):
+        db.execute("delete from members")
+        db.execute("delete from defis")
+        db.execute("delete from staff")
+        for d in roster.defis:
+            db.execute(
+                "insert into defis (id, name, host, language, active_from, active_until)"
+                " values (?, ?, ?, ?, ?, ?)",
+                [d.id, d.name, d.host, d.language, _iso(d.active_from), _iso(d.active_until)],
+            )
+            for m in d.members:
+                db.execute(
+                    "insert or ignore into members (defi, address, name) values (?, ?, ?)",
+                    [d.id, m.address, m.name],
+                )
+        for s in roster.staff:
+            db.execute(
+                "insert or replace into staff (address, name, role) values (?, ?, ?)",
+                [s.address, s.name, s.role],
+            )
+        db.execute(
+            "insert into settings (key, value) values ('roster_digest', ?)"
+            " on conflict (key) do update set value = excluded.value",
+            [digest],
+        )
+    return True
+
+
+def _iso(day: dt.date | None) -> str | None:
+    return day.isoformat() if day else None
+
+
+def _date(value: str | None) -> dt.date | None:
+    return dt.date.fromisoformat(value) if value else None
+
+
+def stored_roster(db: sqlite_utils.Database) -> Roster:
+    """The roster as kept in the database."""
+    members: dict[str, list[Member]] = {}
+    for defi, address, name in db.execute(
+        "select defi, address, name from members order by defi, address"
+    ):
+        members.setdefault(defi, []).append(Member(address, name))
+    defis = tuple(
+        Defi(
+            row[0],
+            row[1],
+            row[2],
+            tuple(members.get(row[0], [])),
+            row[3],
+            _date(row[4]),
+            _date(row[5]),
+        )
+        for row in db.execute(
+            "select id, name, host, language, active_from, active_until from defis order by name"
+        )
+    )
+    staff = tuple(
+        Staff(*row) for row in db.execute("select address, name, role from staff order by name")
+    )
+    return Roster(defis, staff)
+
+
+def defis_of(db: sqlite_utils.Database, address: str) -> list[str]:
+    """The défis an address is a member of."""
+    rows = db.execute("select defi from members where address = ?", [address.lower()])
+    return [row[0] for row in rows]
+
+
+def is_staff(db: sqlite_utils.Database, address: str) -> bool:
+    row = db.execute("select 1 from staff where address = ?", [address.lower()]).fetchone()
+    return row is not None

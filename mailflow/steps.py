@@ -1,0 +1,240 @@
+"""Running one step of one occurrence: who receives it, rendering, and queuing.
+
+The mails of a step and the record that the step ran are committed in one transaction:
+either the step happened (its mails are in the outbox) or it did not, whatever crashes.
+A step replayed anyway queues nothing new, the outbox keys being the same.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from . import digest, outbox, tokens
+from .config import Config
+from .db import transaction
+from .outbox import Outgoing, iso
+from .render import Renderer, build_message
+from .roster import Defi, stored_roster
+from .workflow import Step, Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Recipient:
+    """Who one mail goes to: a défi (all its members), a list, or the staff."""
+
+    id: str  # "d-<défi id>", "cohort", "alias", "staff"
+    to: tuple[str, ...]
+    language: str
+    defi: Defi | None = None
+
+
+@dataclass(frozen=True)
+class StepRun:
+    workflow: str
+    occurrence: str
+    step: str
+    status: str  # done, late, skipped
+    queued: int = 0
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Occurrence:
+    workflow: Workflow
+    id: str
+    day: dt.date
+
+
+def answered_defis(db: sqlite_utils.Database, workflow: str, occurrence: str) -> set[str]:
+    rows = db.execute(
+        "select distinct defi from inbound where kind = 'answer' and status = 'counted'"
+        " and workflow = ? and occurrence = ?",
+        [workflow, occurrence],
+    )
+    return {row[0] for row in rows}
+
+
+def recipients(
+    db: sqlite_utils.Database, config: Config, occ: Occurrence, step: Step, audience: str
+) -> list[Recipient]:
+    language = occ.workflow.language or config.language
+    if audience == "each_defi":
+        roster = stored_roster(db)
+        defis = [d for d in roster.defis if d.active_on(occ.day) and d.members]
+        if step.only:
+            answered = answered_defis(db, occ.workflow.name, occ.id)
+            keep = (
+                (lambda d: d.id not in answered)
+                if step.only == "not_answered"
+                else (lambda d: d.id in answered)
+            )
+            defis = [d for d in defis if keep(d)]
+        return [Recipient(f"d-{d.id}", d.addresses, d.language or language, d) for d in defis]
+    if audience == "staff":
+        staff = tuple(s.address for s in stored_roster(db).staff) or (config.addresses.alias,)
+        return [Recipient("staff", staff, language)]
+    address = config.addresses.cohort if audience == "cohort" else config.addresses.alias
+    return [Recipient(audience, (address,), language)]
+
+
+def base_context(
+    config: Config, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime, late: bool
+) -> dict[str, Any]:
+    tz = config.timezone
+    workflow = occ.workflow
+    return {
+        "workflow": {"name": workflow.name, "title": workflow.title},
+        "occurrence": occ.id,
+        "day": occ.day,
+        "week": occ.day.isocalendar()[1],
+        "deadline": workflow.deadline,
+        "due": due.astimezone(tz),
+        "now": now.astimezone(tz),
+        "late": late,
+        "programme": {
+            "name": config.addresses.sender_name,
+            "alias": config.addresses.alias,
+            "cohort": config.addresses.cohort,
+        },
+        "sections": list(workflow.collect.section_keys) if workflow.collect else [],
+        "times": {s.id: s.at for s in workflow.steps},
+    }
+
+
+def _recipient_context(recipient: Recipient) -> dict[str, Any]:
+    defi = recipient.defi
+    return {
+        "language": recipient.language,
+        "recipient": recipient.id,
+        "defi": None if defi is None else {
+            "id": defi.id, "name": defi.name, "host": defi.host,
+            "members": [{"address": m.address, "name": m.name} for m in defi.members],
+        },
+    }  # fmt: skip
+
+
+def build_mails(
+    db: sqlite_utils.Database,
+    config: Config,
+    renderer: Renderer,
+    secret: str,
+    occ: Occurrence,
+    step: Step,
+    audience: str,
+    context: dict[str, Any],
+    now: dt.datetime,
+) -> list[Outgoing]:
+    """Render the step's mail for each recipient (raises ``TemplateError`` before queuing)."""
+    mails = []
+    for recipient in recipients(db, config, occ, step, audience):
+        rendered = renderer.render(
+            step.template, recipient.language, context | _recipient_context(recipient)
+        )
+        token = tokens.Token(occ.workflow.name, occ.id, step.id, recipient.id)
+        message_id = tokens.message_id(secret, token, config.addresses.message_id_domain)
+        raw = build_message(
+            rendered,
+            sender=config.addresses.sender,
+            sender_name=config.addresses.sender_name,
+            to=list(recipient.to),
+            reply_to=config.addresses.reply_to,
+            message_id=message_id,
+            date=now,
+        )
+        mails.append(
+            Outgoing(
+                key=f"{occ.workflow.name}:{occ.id}:{step.id}:{recipient.id}",
+                workflow=occ.workflow.name,
+                occurrence=occ.id,
+                step=step.id,
+                recipient=recipient.id,
+                to=recipient.to,
+                sender=config.addresses.sender,
+                message_id=message_id,
+                subject=rendered.subject,
+                raw=raw,
+            )
+        )
+    return mails
+
+
+def run_step(
+    db: sqlite_utils.Database,
+    config: Config,
+    renderer: Renderer,
+    secret: str,
+    occ: Occurrence,
+    step: Step,
+    due: dt.datetime,
+    now: dt.datetime,
+) -> StepRun:
+    """Do one due step: skip it, or queue its mails, and record what happened."""
+    late = now - due > step.grace
+    skip_note = _skip_reason(db, occ, step, due, late)
+    if skip_note:
+        return _record(db, occ, step, due, now, "skipped", skip_note, [])
+    context = base_context(config, occ, step, due, now, late)
+    audience = "staff" if late and step.when_late == "staff" else step.to
+    if step.action == "digest":
+        context |= digest.digest_context(db, occ.workflow, occ.id, occ.day)
+        if step.unless_empty and not any(_has(context, k) for k in step.unless_empty):
+            note = "nothing to send: no " + ", no ".join(step.unless_empty)
+            return _record(db, occ, step, due, now, "skipped", note, [])
+    mails = build_mails(db, config, renderer, secret, occ, step, audience, context, now)
+    status, note = ("late", f"due at {iso(due)}, sent late") if late else ("done", "")
+    return _record(db, occ, step, due, now, status, note, mails, audience == "staff")
+
+
+def _has(context: dict[str, Any], key: str) -> bool:
+    return bool(context["by_key"].get(key) if key in context["by_key"] else context.get(key))
+
+
+def _skip_reason(
+    db: sqlite_utils.Database, occ: Occurrence, step: Step, due: dt.datetime, late: bool
+) -> str:
+    later = db.execute(
+        "select step from runs where workflow = ? and occurrence = ? and due_at > ? limit 1",
+        [occ.workflow.name, occ.id, iso(due)],
+    ).fetchone()
+    if later:
+        return f"missed: step {later[0]}, due later, already ran"
+    if late and step.when_late == "skip":
+        return f"missed: due at {iso(due)}, past its grace of {step.grace}"
+    return ""
+
+
+def _record(
+    db: sqlite_utils.Database,
+    occ: Occurrence,
+    step: Step,
+    due: dt.datetime,
+    now: dt.datetime,
+    status: str,
+    note: str,
+    mails: list[Outgoing],
+    to_staff: bool = False,
+) -> StepRun:
+    queued = 0
+    with transaction(db):
+        for mail in mails:
+            queued += outbox.queue(db, mail, now)
+        if step.action == "digest" and status != "skipped":
+            digest.mark_shown(db, occ.workflow.name, occ.id)
+            if to_staff:
+                digest.mark_flags_reported(db, occ.id)
+        db.execute(
+            "insert into runs (workflow, occurrence, step, due_at, ran_at, status, note)"
+            " values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+            [occ.workflow.name, occ.id, step.id, iso(due), iso(now), status, note],
+        )
+    log.info(
+        "%s %s %s: %s, %d mails queued %s", occ.workflow.name, occ.id, step.id, status, queued, note
+    )
+    return StepRun(occ.workflow.name, occ.id, step.id, status, queued, note)

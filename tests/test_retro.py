@@ -1,0 +1,246 @@
+"""The weekly retrospective end to end, against real Dovecot and aiosmtpd.
+
+A simulated Friday driven by ``mailflow tick --at``: requests delivered to every member,
+replies sent by swaks as Gmail, Outlook and Thunderbird format them, an out-of-office
+and a bounce, reminders only to the défis that had not answered, the digest read back
+from the cohort's mailbox. Every tick runs twice: nothing is sent twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from mailflow import tokens
+from mailflow.localmail import clients
+
+from .conftest import text_of
+
+FRIDAY = "2026-11-27"  # week 48
+
+
+def at(time: str, day: str = FRIDAY) -> str:
+    return f"{day}T{time}:00+01:00"
+
+
+def mailbox_counts(p, defis=None):
+    return {d: [len(p.inbox(m)) for m in p.defis[d]] for d in defis or p.defis}
+
+
+def test_a_whole_friday(programme):
+    p = programme({"alpha": 2, "beta": 2, "gamma": 2, "delta": 1, "epsilon": 1})
+
+    # 09:00: one request per défi, to all its members.
+    for _ in range(2):
+        p.tick(at("09:00"))
+    assert mailbox_counts(p) == {d: [1] * len(m) for d, m in p.defis.items()}
+    request = p.inbox(p.defis["alpha"][0])[0]
+    assert "semaine 48" in str(request["Subject"]) or "semaine 48" in text_of(request)
+    assert request["Auto-Submitted"] == "auto-generated"
+    assert request["X-Auto-Response-Suppress"] == "All"
+    assert request["Reply-To"] == p.shared
+    assert "Victoires :" in text_of(request) and "Victoires" in text_of(request, "html")
+    token = tokens.read("test-secret", request["Message-ID"])
+    assert token == tokens.Token("retro", "2026-W48", "request", "d-alpha")
+
+    def request_for(member):
+        return p.localmail.fetch(member)[0]
+
+    # Replies as real clients write them, sent by swaks; an out-of-office; a bounce.
+    a0, b0, c1, d0 = (
+        p.defis["alpha"][0],
+        p.defis["beta"][0],
+        p.defis["gamma"][1],
+        p.defis["delta"][0],
+    )
+    p.swaks(clients.gmail(request_for(a0), a0, "Alice Alpha", (
+        "Bonjour,\n\nVictoires :\n- la V1 est en production\n\nDifficultés :\nRAS\n\n"
+        "Besoins :\nun contact à la CNIL pour l'analyse d'impact\n\nBonne journée,\nAlice"
+    )), a0)  # fmt: skip
+    p.swaks(clients.outlook(request_for(b0), b0, "Bruno Beta", (
+        "Bonjour,\n\nVictoires : démo validée par le comité\nDifficultés : accès aux données"
+        " toujours bloqué\nBesoins : aucun\n\nCordialement,\nBruno Beta\nChef de projet"
+    )), b0)  # fmt: skip
+    p.swaks(clients.thunderbird(request_for(c1), c1, "Gaëlle Gamma", "", inline={
+        "Victoires :": "Premier utilisateur externe !",
+        "Besoins :": "Un retour design sur les maquettes.",
+    }), c1)  # fmt: skip
+    p.swaks(clients.out_of_office(request_for(d0), d0, "Denis Delta"), d0)
+    p.swaks(clients.bounce(request_for(b0), p.defis["beta"][1]), "")
+    p.wait_shared(5)
+
+    # 12:00: reminders only to the défis with no answer (delta's out-of-office does not count).
+    for _ in range(2):
+        p.tick(at("12:00"))
+    assert mailbox_counts(p) == {
+        "alpha": [1, 1], "beta": [1, 1], "gamma": [1, 1], "delta": [2], "epsilon": [2],
+    }  # fmt: skip
+    reminder = p.inbox(p.defis["epsilon"][0])[1]
+    assert "Rappel" in str(reminder["Subject"])
+
+    # epsilon answers the reminder; delta never does.
+    e0 = p.defis["epsilon"][0]
+    p.swaks(clients.gmail(p.localmail.fetch(e0)[1], e0, "Emma Epsilon", (
+        "Victoires :\nles agents utilisent le tableau de bord\n\nBesoins :\nun hébergement"
+        " SecNumCloud\n\nDate clé à annoncer : comité de pilotage le 15 décembre"
+    )), e0)  # fmt: skip
+    p.wait_shared(6)
+    for _ in range(2):
+        p.tick(at("14:00"))
+    assert mailbox_counts(p, ["delta", "epsilon", "alpha"]) == {
+        "delta": [3],
+        "epsilon": [2],
+        "alpha": [1, 1],
+    }
+    for _ in range(2):
+        p.tick(at("14:30"))
+
+    # 15:00: the digest to the cohort, the needs to the staff.
+    for _ in range(2):
+        p.tick(at("15:00"))
+    [digest] = p.inbox(p.config.addresses.cohort)
+    text = text_of(digest)
+    for phrase in ("la V1 est en production", "un contact à la CNIL", "démo validée par le comité",
+                   "accès aux données toujours bloqué", "Premier utilisateur externe !",
+                   "Un retour design sur les maquettes.", "un hébergement SecNumCloud",
+                   "comité de pilotage le 15 décembre"):  # fmt: skip
+        assert phrase in text, phrase
+    assert "Bonne journée" not in text and "Chef de projet" not in text and "a écrit" not in text
+    # Needs come first, with the défi's name; the défis without news come last.
+    needs, blocks, missing = (
+        text.index("BESOINS"),
+        text.index("LES DÉFIS"),
+        text.index("SANS NOUVELLES"),
+    )
+    assert needs < text.index("Alpha : un contact à la CNIL") < blocks < missing
+    assert text.index("Epsilon : un hébergement SecNumCloud") < blocks
+    assert "* Delta" in text[missing:] and "Alpha" not in text[missing:]
+    assert "4 défis sur 5 ont répondu" in text
+    html = text_of(digest, "html")
+    assert "un contact à la CNIL" in html and "<h2" in html
+
+    staff_mail = [m for m in p.inbox(p.staff[0]) if "Besoins" in str(m["Subject"])]
+    assert len(staff_mail) == 1
+    staff_text = text_of(staff_mail[0])
+    assert "un contact à la CNIL" in staff_text
+    assert p.defis["beta"][1] in staff_text  # the bounced address, flagged for the staff
+
+    # Nothing was sent twice: every mailbox holds exactly what it should.
+    assert mailbox_counts(p) == {
+        "alpha": [1, 1], "beta": [1, 1], "gamma": [1, 1], "delta": [3], "epsilon": [2],
+    }  # fmt: skip
+    assert len(p.inbox(p.config.addresses.cohort)) == 1
+    status = p.run("status", "--week", "2026-W48").output
+    assert "[x] Alpha" in status and "[ ] Delta: no answer" in status
+
+
+def test_a_late_answer_goes_into_the_next_digest(programme):
+    p = programme({"alpha": 1, "beta": 1})
+    p.tick(at("09:00"))
+    a0, b0 = p.defis["alpha"][0], p.defis["beta"][0]
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "Alice", "Victoires :\nà l'heure"), a0)
+    p.wait_shared(1)
+    p.tick(at("15:00"))
+    # beta answers its week 48 request after the digest: late, shown the next Friday.
+    p.swaks(
+        clients.gmail(p.localmail.fetch(b0)[0], b0, "Bob", "Victoires :\nen retard mais là"), b0
+    )
+    p.wait_shared(2)
+    p.tick(at("16:00"))
+    first = text_of(p.inbox(p.config.addresses.cohort)[0])
+    assert "en retard mais là" not in first
+    for time in ("09:00", "15:00"):
+        p.tick(at(time, "2026-12-04"))
+    second = text_of(p.inbox(p.config.addresses.cohort)[1])
+    assert "ARRIVÉES APRÈS LE DERNIER RÉCAPITULATIF" in second
+    assert "en retard mais là" in second and "(semaine 48)" in second
+    exported = json.loads(p.run("export", "--format", "json").output)
+    assert [(r["defi"], r["occurrence"], r["status"]) for r in exported] == [
+        ("alpha", "2026-W48", "counted"), ("beta", "2026-W48", "late"),
+    ]  # fmt: skip
+
+
+def test_latest_answer_before_the_digest_wins_and_non_members_are_flagged(programme, new_address):
+    p = programme({"alpha": 2})
+    p.tick(at("09:00"))
+    a0, a1 = p.defis["alpha"]
+    outsider = new_address("outsider")
+    request = p.localmail.fetch(a0)[0]
+    p.swaks(clients.gmail(request, a0, "A", "Victoires :\npremière version"), a0)
+    p.swaks(clients.gmail(request, a1, "B", "Victoires :\nversion corrigée"), a1)
+    # Someone outside the défi answers the request forwarded to them: kept, flagged, not counted.
+    p.swaks(clients.gmail(request, outsider, "X", "Victoires :\nje ne suis pas membre"), outsider)
+    p.wait_shared(3)
+    p.tick(at("15:00"))
+    text = text_of(p.inbox(p.config.addresses.cohort)[0])
+    assert "version corrigée" in text
+    assert "première version" not in text and "je ne suis pas membre" not in text
+    staff = text_of([m for m in p.inbox(p.staff[0]) if "Besoins" in str(m["Subject"])][0])
+    assert outsider in staff
+
+
+def test_a_holiday_friday_moves_the_cycle_to_thursday(programme):
+    p = programme({"alpha": 1})
+    # Friday 25 December 2026 is Christmas: the cycle happens on Thursday the 24th.
+    result = p.tick(at("09:00", "2026-12-24"))
+    assert "retro 2026-W52 request: done, 1 queued" in result.output
+    [request] = p.inbox(p.defis["alpha"][0])
+    assert "exceptionnellement jeudi 24 décembre" in text_of(request)
+    for time in ("12:00", "14:00", "15:00"):
+        p.tick(at(time, "2026-12-24"))
+    assert len(p.inbox(p.config.addresses.cohort)) == 1
+    assert len(p.inbox(p.defis["alpha"][0])) == 3  # request and two reminders, all on Thursday
+    for time in ("09:00", "12:00", "15:00"):
+        assert "queued" not in p.tick(at(time, "2026-12-25")).output
+
+
+def test_reply_content_is_data_never_template(programme):
+    p = programme({"alpha": 1})
+    p.tick(at("09:00"))
+    a0 = p.defis["alpha"][0]
+    body = "Victoires :\n{{ 7*7 }} et {% raw %} <script>alert('x')</script> & co"
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", body), a0)
+    p.wait_shared(1)
+    p.tick(at("15:00"))
+    digest = p.inbox(p.config.addresses.cohort)[0]
+    text, html = text_of(digest), text_of(digest, "html")
+    assert "{{ 7*7 }} et {% raw %} <script>alert('x')</script> & co" in text
+    assert "49" not in text
+    assert (
+        "{{ 7*7 }}" in html and "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; co" in html
+    )
+    assert "<script>" not in html
+
+
+def test_english_défis_get_english_mail(programme):
+    p = programme({"alpha": 1, "beta": 1}, languages={"beta": "en"})
+    p.tick(at("09:00"))
+    assert "Victoires :" in text_of(p.inbox(p.defis["alpha"][0])[0])
+    english = p.inbox(p.defis["beta"][0])[0]
+    assert "Week 48 retrospective" in str(english["Subject"])
+    assert "Victories:" in text_of(english)
+
+
+def test_digest_preview_sends_nothing(programme, tmp_path):
+    p = programme({"alpha": 1})
+    p.tick(at("09:00"))
+    a0 = p.defis["alpha"][0]
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Besoins :\nun avis juridique"), a0)
+    p.wait_shared(1)
+    p.tick(at("10:00"))
+    preview = p.run("digest", "--week", "2026-W48", "--preview")
+    assert preview.exit_code == 0, preview.output
+    assert "Alpha : un avis juridique" in preview.output
+    out = tmp_path / "digest.html"
+    assert p.run("digest", "--week", "2026-W48", "--preview", "--html", str(out)).exit_code == 0
+    assert "un avis juridique" in out.read_text()
+    assert p.inbox(p.config.addresses.cohort) == []
+
+
+def test_tick_uses_the_programme_time_zone_for_naive_instants(programme):
+    p = programme({"alpha": 1})
+    result = p.tick("2026-11-27T09:00")  # 09:00 in Europe/Paris
+    assert "request: done" in result.output
+    engine = p.engine()
+    row = engine.db.execute("select due_at from runs").fetchone()
+    assert dt.datetime.fromisoformat(row[0]) == dt.datetime(2026, 11, 27, 8, 0, tzinfo=dt.UTC)
