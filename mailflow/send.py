@@ -55,6 +55,7 @@ def connect(cfg: SmtpConfig) -> smtplib.SMTP:
             client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
             if cfg.security == "starttls":
                 client.starttls(context=ssl.create_default_context())
+        client.ehlo_or_helo_if_needed()  # the session is up before any mail is marked
         if cfg.username:
             client.login(cfg.username, password or "")
     except smtplib.SMTPAuthenticationError as e:
@@ -62,6 +63,13 @@ def connect(cfg: SmtpConfig) -> smtplib.SMTP:
     except (*_CONNECTION_ERRORS, smtplib.SMTPException) as e:
         raise MailServerError(f"{where}: cannot connect ({e})") from e
     return client
+
+
+def _connection_lost(error: Exception) -> bool:
+    # SMTPException derives from OSError: an SMTP answer is not a lost connection.
+    if isinstance(error, smtplib.SMTPServerDisconnected):
+        return True
+    return not isinstance(error, smtplib.SMTPException)
 
 
 def _classify(error: Exception) -> SendError:
@@ -123,9 +131,8 @@ def _send_one(
     try:
         refused = client.sendmail(mail.sender, list(mail.to), mail.raw)
     except (*_CONNECTION_ERRORS, smtplib.SMTPException) as e:
-        error = _classify(e)
-        _record_failure(db, mail, error, now, report)
-        return not isinstance(e, _CONNECTION_ERRORS)
+        _record_failure(db, mail, _classify(e), now, report)
+        return not _connection_lost(e)
     refusals = {a: f"{c} {m.decode(errors='replace')}" for a, (c, m) in refused.items()}
     with transaction(db):
         outbox.mark(

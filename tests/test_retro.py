@@ -175,7 +175,7 @@ def test_latest_answer_before_the_digest_wins_and_non_members_are_flagged(progra
     text = text_of(p.inbox(p.config.addresses.cohort)[0])
     assert "version corrigée" in text
     assert "première version" not in text and "je ne suis pas membre" not in text
-    staff = text_of([m for m in p.inbox(p.staff[0]) if "Besoins" in str(m["Subject"])][0])
+    staff = text_of(next(m for m in p.inbox(p.staff[0]) if "Besoins" in str(m["Subject"])))
     assert outsider in staff
 
 

@@ -32,10 +32,14 @@ class Delivery:
 
 @dataclass
 class _Script:
-    """Scripted answers, consumed one per DATA (or per RCPT when ``at_rcpt``)."""
+    """Scripted behaviour: answers consumed one per DATA, refused recipients, stalls."""
 
     data: deque[str] = field(default_factory=deque)
     refused: dict[str, str] = field(default_factory=dict)
+    ehlo_stall: float = 0.0
+    data_stall: float = 0.0
+    data_stall_skip: int = 0
+    stalled: threading.Event = field(default_factory=threading.Event)
 
 
 class DeliveringHandler:
@@ -48,6 +52,15 @@ class DeliveringHandler:
         self.deliveries: list[Delivery] = []
         self.header_hook: HeaderHook | None = None
         self.lock = threading.Lock()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.script.ehlo_stall:
+            self.script.stalled.set()
+            await asyncio.sleep(self.script.ehlo_stall)
+        return responses
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -77,6 +90,13 @@ class DeliveringHandler:
             return f"451 4.3.0 local delivery failed: {e}"
         with self.lock:
             self.deliveries.append(Delivery(envelope.mail_from, list(envelope.rcpt_tos), data))
+            stall = self.script.data_stall and self.script.data_stall_skip <= 0
+            self.script.data_stall_skip -= 1
+        if stall:
+            # Delivered, but the client waits for the answer: the window where a crash
+            # leaves the sender unsure whether the mail went.
+            self.script.stalled.set()
+            await asyncio.sleep(self.script.data_stall)
         return "250 2.0.0 Message accepted for delivery"
 
     def _lmtp(self, mail_from: str, rcpt_tos: list[str], data: bytes) -> None:
@@ -151,6 +171,20 @@ class SmtpServer:
     def refuse(self, address: str, response: str = "550 5.1.1 User unknown") -> None:
         """Refuse ``address`` at RCPT with ``response`` until ``clear_failures``."""
         self.handler.script.refused[address.lower()] = response
+
+    def stall(self, seconds: float, *, at: str = "data", skip: int = 0) -> threading.Event:
+        """Hold the session ``seconds`` at EHLO, or after delivering the ``skip``+1-th DATA.
+
+        Returns an event set when the stall begins.
+        """
+        with self.handler.lock:
+            self.handler.script.stalled = threading.Event()
+            if at == "ehlo":
+                self.handler.script.ehlo_stall = seconds
+            else:
+                self.handler.script.data_stall = seconds
+                self.handler.script.data_stall_skip = skip
+            return self.handler.script.stalled
 
     def clear_failures(self) -> None:
         with self.handler.lock:

@@ -1,0 +1,71 @@
+"""Occurrences and due times: holidays, skipped weeks, monthly days, daylight saving."""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mailflow.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
+from mailflow.workflow import Schedule, Step
+
+PARIS = ZoneInfo("Europe/Paris")
+WEEKLY = Schedule(every="week", day="friday", holidays="FR")
+NINE = Step(id="request", at=dt.time(9), action="send", template="t", to="each_defi")
+
+
+def test_weekly_occurrences_are_iso_weeks():
+    assert occurrence_id(WEEKLY, dt.date(2026, 11, 27)) == "2026-W48"
+    assert nominal_day(WEEKLY, "2026-W48") == dt.date(2026, 11, 27)
+    assert occurrence_day(WEEKLY, "2026-W48") == dt.date(2026, 11, 27)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "occurrence", "expected"),
+    [
+        (WEEKLY, "2026-W52", dt.date(2026, 12, 24)),  # Christmas Friday -> Thursday
+        (WEEKLY, "2026-W53", dt.date(2026, 12, 31)),  # New Year's Day Friday -> Thursday
+        (WEEKLY, "2026-W14", dt.date(2026, 4, 3)),  # Good Friday is no holiday in most of France
+        (Schedule("week", "friday", "FR", "57"), "2026-W14", dt.date(2026, 4, 2)),  # but in Moselle
+        (Schedule("week", "friday", "FR", on_holiday="skip"), "2026-W52", None),
+        (Schedule("week", "friday", "FR", skip=("2026-W48",)), "2026-W48", None),
+    ],
+)
+def test_holidays_and_skipped_weeks(schedule, occurrence, expected):
+    assert occurrence_day(schedule, occurrence) == expected
+
+
+def test_ascension_week_keeps_friday():
+    # Thursday 14 May 2026 is Ascension; the Friday after is a working day.
+    assert occurrence_day(WEEKLY, "2026-W20") == dt.date(2026, 5, 15)
+
+
+@pytest.mark.parametrize(
+    ("day", "occurrence", "expected"),
+    [
+        ("last friday", "2026-11", dt.date(2026, 11, 27)),
+        ("first monday", "2026-12", dt.date(2026, 12, 7)),
+        ("second tuesday", "2027-02", dt.date(2027, 2, 9)),
+        ("15", "2026-08", dt.date(2026, 8, 14)),  # 15 August is a holiday: Friday the 14th
+    ],
+)
+def test_monthly_days(day, occurrence, expected):
+    schedule = Schedule(every="month", day=day, holidays="FR")
+    assert occurrence_id(schedule, expected) == occurrence
+    assert occurrence_day(schedule, occurrence) == expected
+
+
+@pytest.mark.parametrize(
+    ("day", "utc_hour"),
+    [
+        (dt.date(2026, 10, 23), 7),  # summer time, the Friday before the change
+        (dt.date(2026, 10, 30), 8),  # the Friday after the October change
+        (dt.date(2027, 3, 26), 8),  # winter time, the Friday before the March change
+        (dt.date(2027, 4, 2), 7),  # the Friday after the March change
+    ],
+)
+def test_step_times_are_wall_clock_across_daylight_saving(day, utc_hour):
+    due = due_at(NINE, day, PARIS)
+    assert due.astimezone(PARIS).hour == 9
+    assert due.astimezone(dt.UTC).hour == utc_hour
