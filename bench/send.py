@@ -21,6 +21,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from mailflow.config import load_config
 from mailflow.db import open_db, transaction
@@ -112,6 +113,30 @@ def bench_send(n: int, folder: Path, rounds: int) -> None:
     print(f"  ratio end to end / bare (render + queue + send): {bare / (queued + delivered):.2f}")
 
 
+def answer(db: Any, rng: random.Random, message: int, occurrence: str, i: int) -> None:
+    """One stored answer of défi ``i``, as the engine records it."""
+    sections = {
+        "victories": rng.choice(VICTORIES),
+        "difficulties": rng.choice(DIFFICULTIES) or None,
+        "needs": rng.choice(NEEDS) or None,
+    }
+    fields = {"mood": "🙂", "priority": None, "key_date": None}
+    data = {"sections": sections, "fields": fields, "text": "…", "from_name": "X"}
+    db.execute(
+        "insert into messages (id, message_key, sha256, size, raw, stored_at, status)"
+        " values (?, ?, '', 0, x'', '', 'parsed')",
+        [message, f"<{message}@x>"],
+    )
+    db.execute(
+        "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
+        " defi, via, data) values (?, ?, 'answer', ?, ?, 'retro', ?, ?, 'token', ?)",
+        [
+            message, f"2026-01-01T10:{i % 60:02d}:00+00:00", "late" if i % 17 == 0 else "counted",
+            f"m{i}@x.test", occurrence, f"d{i}", json.dumps(data, ensure_ascii=False),
+        ],
+    )  # fmt: skip
+
+
 def bench_digest(folder: Path) -> None:
     rng = random.Random(3)
     db = open_db(folder / "history.db")
@@ -126,24 +151,9 @@ def bench_digest(folder: Path) -> None:
             )
         message = 0
         for week in range(1, 53):
-            occurrence = f"2026-W{week:02d}"
             for i in range(100):
                 message += 1
-                data = {
-                    "sections": {"victories": rng.choice(VICTORIES), "difficulties": rng.choice(DIFFICULTIES) or None,
-                                 "needs": rng.choice(NEEDS) or None},
-                    "fields": {"mood": "🙂", "priority": None, "key_date": None}, "text": "…", "from_name": "X",
-                }  # fmt: skip
-                db.execute(
-                    "insert into messages (id, message_key, sha256, size, raw, stored_at, status)"
-                    " values (?, ?, '', 0, x'', '', 'parsed')", [message, f"<{message}@x>"],
-                )  # fmt: skip
-                db.execute(
-                    "insert into inbound (message, received_at, kind, status, sender, workflow,"
-                    " occurrence, defi, via, data) values (?, ?, 'answer', ?, ?, 'retro', ?, ?, 'token', ?)",
-                    [message, f"2026-01-01T10:{i % 60:02d}:00+00:00", "late" if i % 17 == 0 else "counted",
-                     f"m{i}@x.test", occurrence, f"d{i}", json.dumps(data, ensure_ascii=False)],
-                )  # fmt: skip
+                answer(db, rng, message, f"2026-W{week:02d}", i)
     config = load_config(folder / "mailflow.toml", ENV)
     config = type(config)(**{**config.__dict__, "database": folder / "history.db", "roster": None})
     engine = Engine(config, db)
