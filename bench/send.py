@@ -167,7 +167,7 @@ def bench_digest(folder: Path) -> None:
         start = time.perf_counter()
         now = dt.datetime(2026, 11, 27, 14, tzinfo=dt.UTC)
         context = base_context(
-            engine.config, Occurrence(workflow, occurrence, day), step, now, now, False
+            engine.config, Occurrence(workflow, occurrence, day), now, now, False
         )
         context |= digest_context(db, workflow, occurrence, day)
         context |= {"language": "fr", "recipient": "cohort", "defi": None}

@@ -1,8 +1,9 @@
 """What each incoming message is taken for: an answer to a workflow, or something else.
 
 A human reply is attributed by the token in its In-Reply-To/References (the request it
-answers), else by its sender being a member of exactly one défi (the latest request
-that défi received). A reply from an address that is not a member of the défi it
+answers and its respondent: a défi, or a staff member for workflows that ask the staff),
+else by its sender being a member of exactly one défi, or staff (the latest request that
+respondent received). A reply from an address that is not a member of the défi it
 answers is kept and flagged for the staff, not counted. An answer arriving after the
 occurrence's digest is kept as late, for the next digest. Bounces flag the address that
 failed; auto-replies are recorded and never answered. Unknown senders are recorded,
@@ -14,16 +15,24 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import sqlite_utils
 
 from . import tokens
 from .db import now_utc, transaction
-from .outbox import iso
+from .errors import MailflowError
+from .outbox import Outgoing, iso, queue
 from .parse import ParsedMessage
-from .roster import defis_of, is_staff
+from .roster import (
+    defi_respondent,
+    defis_of,
+    is_staff,
+    respondent_addresses,
+    staff_respondent,
+)
+from .steps import Answer
 from .workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -41,7 +50,7 @@ class Verdict:
     status: str  # counted, late, non_member, ambiguous, recorded
     workflow: str | None = None
     occurrence: str | None = None
-    defi: str | None = None
+    respondent: str | None = None  # "d-<défi>" or "s-<staff hash>", as in tokens
     via: str | None = None
     data: dict[str, object] | None = None
     flag: tuple[str, str, str] | None = None  # (address, kind, detail)
@@ -56,22 +65,56 @@ def pending_messages(db: sqlite_utils.Database) -> Iterable[tuple[int, ParsedMes
         yield message, ParsedMessage.from_json(json.loads(data))
 
 
+Receipt = Callable[[Answer], Outgoing]
+
+
 def handle_inbound(
     db: sqlite_utils.Database,
     workflows: list[Workflow],
     secret: str,
     now: dt.datetime,
+    receipt: Receipt | None = None,
 ) -> InboundReport:
-    """Decide, once, what every parsed message not handled yet is."""
+    """Decide, once, what every parsed message not handled yet is.
+
+    ``receipt`` builds the acknowledgement of an answer, for workflows that send one; it
+    is queued in the same transaction as the decision, so it goes exactly once.
+    """
     report = InboundReport()
     by_name = {w.name: w for w in workflows if w.collect is not None}
     for message, parsed in pending_messages(db):
         verdict = judge(db, by_name, secret, parsed)
+        mail = _receipt(by_name, verdict, parsed, message, receipt)
         with transaction(db):
             _record(db, message, parsed, verdict, now)
+            if mail is not None:
+                queue(db, mail, now)
         report.handled += 1
         report.kinds[verdict.kind] = report.kinds.get(verdict.kind, 0) + 1
     return report
+
+
+def _receipt(
+    collecting: dict[str, Workflow],
+    verdict: Verdict,
+    parsed: ParsedMessage,
+    message: int,
+    receipt: Receipt | None,
+) -> Outgoing | None:
+    if receipt is None or verdict.kind != "answer" or verdict.status not in ("counted", "late"):
+        return None
+    workflow = collecting[verdict.workflow or ""]
+    if not workflow.acknowledge or not verdict.respondent or not verdict.occurrence:
+        return None
+    answer = Answer(
+        workflow, verdict.occurrence, verdict.respondent, (parsed.from_address or "").lower(),
+        parsed.from_name, message, verdict.data or {}, verdict.status == "late",
+    )  # fmt: skip
+    try:
+        return receipt(answer)
+    except MailflowError as e:  # a broken receipt template must not lose the answer
+        log.error("receipt for message %s not sent: %s", message, e)
+        return None
 
 
 def judge(
@@ -87,34 +130,34 @@ def judge(
     token = tokens.first_token(secret, parsed.thread_ids)
     if token is not None:
         workflow = collecting.get(token.workflow)
-        if workflow is None or not token.recipient.startswith("d-"):
+        if workflow is None or token.recipient[:2] not in ("d-", "s-"):
             return Verdict("reply", "recorded", token.workflow, token.occurrence, via="token")
-        return _answer(db, workflow, token.occurrence, token.recipient[2:], sender, parsed, "token")
+        return _answer(db, workflow, token.occurrence, token.recipient, sender, parsed, "token")
     defis = defis_of(db, sender)
-    if len(defis) == 1:
-        found = _latest_request(db, collecting, defis[0])
-        if found:
-            return _answer(db, found[0], found[1], defis[0], sender, parsed, "membership")
-        return Verdict("reply", "recorded", defi=defis[0], via="membership")
     if len(defis) > 1:
         detail = f"member of {', '.join(defis)}: not attributed"
         return Verdict("answer", "ambiguous", via="membership", flag=(sender, "ambiguous", detail))
-    if sender and is_staff(db, sender):
-        return Verdict("staff", "recorded")
-    return Verdict("unknown_sender", "recorded")
+    staff = sender != "" and is_staff(db, sender)
+    respondent = defi_respondent(defis[0]) if defis else staff_respondent(sender) if staff else None
+    if respondent is None:
+        return Verdict("unknown_sender", "recorded")
+    found = _latest_request(db, collecting, respondent)
+    if found:
+        return _answer(db, found[0], found[1], respondent, sender, parsed, "membership")
+    return Verdict("staff" if staff else "reply", "recorded", respondent=respondent)
 
 
 def _latest_request(
-    db: sqlite_utils.Database, collecting: dict[str, Workflow], defi: str
+    db: sqlite_utils.Database, collecting: dict[str, Workflow], respondent: str
 ) -> tuple[Workflow, str] | None:
-    """The collecting workflow and occurrence of the last request this défi received."""
+    """The collecting workflow and occurrence of the last request this respondent received."""
     if not collecting:
         return None
     marks = ",".join("?" * len(collecting))
     row = db.execute(
         f"select workflow, occurrence from outbox where recipient = ? and workflow in ({marks})"
         " order by id desc limit 1",
-        [f"d-{defi}", *collecting],
+        [respondent, *collecting],
     ).fetchone()
     return (collecting[row[0]], row[1]) if row else None
 
@@ -123,7 +166,7 @@ def _answer(
     db: sqlite_utils.Database,
     workflow: Workflow,
     occurrence: str,
-    defi: str,
+    respondent: str,
     sender: str,
     parsed: ParsedMessage,
     via: str,
@@ -136,13 +179,12 @@ def _answer(
         "text": parsed.text,
         "from_name": parsed.from_name,
     }
-    members = db.execute("select address from members where defi = ?", [defi]).fetchall()
-    if sender not in {m[0] for m in members}:
-        detail = f"answered for {defi} ({workflow.name} {occurrence}) but is not a member"
-        return Verdict("answer", "non_member", workflow.name, occurrence, defi, via, data,
+    if sender not in respondent_addresses(db, respondent):
+        detail = f"answered for {respondent} ({workflow.name} {occurrence}) but is not a member"
+        return Verdict("answer", "non_member", workflow.name, occurrence, respondent, via, data,
                        flag=(sender, "non_member", detail))  # fmt: skip
     status = "late" if digest_done(db, workflow, occurrence) else "counted"
-    return Verdict("answer", status, workflow.name, occurrence, defi, via, data)
+    return Verdict("answer", status, workflow.name, occurrence, respondent, via, data)
 
 
 def digest_done(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> bool:
@@ -168,10 +210,10 @@ def _record(
 ) -> None:
     db.execute(
         "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
-        " defi, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " respondent, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             message, iso(now), verdict.kind, verdict.status, (parsed.from_address or "").lower(),
-            verdict.workflow, verdict.occurrence, verdict.defi, verdict.via,
+            verdict.workflow, verdict.occurrence, verdict.respondent, verdict.via,
             json.dumps(verdict.data, ensure_ascii=False) if verdict.data else None,
         ],
     )  # fmt: skip

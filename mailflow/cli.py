@@ -186,7 +186,7 @@ def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
 )
 @click.pass_context
 def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> None:
-    """Show, per défi, whether and when it answered, and what is queued or failed."""
+    """Show, per défi (or person asked), whether and when it answered, and the outbox."""
     engine = _engine(ctx)
     workflow = _workflow(engine, workflow_name)
     occurrence = _occurrence(engine, workflow, week)
@@ -194,7 +194,7 @@ def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> N
     day = f" ({s.day.isoformat()})" if s.day else " (no occurrence: skipped or holiday)"
     click.echo(f"{s.workflow} {s.occurrence}{day}")
     tz = engine.config.timezone
-    for d in s.defis:
+    for d in s.respondents:
         if d.answered_at:
             when = (
                 dt.datetime.fromisoformat(d.answered_at).astimezone(tz).strftime("%a %d %b %H:%M")
@@ -224,7 +224,7 @@ def _workflow(engine: Engine, name: str | None) -> Workflow:
 @click.option(
     "--workflow", "workflow_name", help="Default: the first workflow that collects replies."
 )
-@click.option("--step", "step_id", default="digest", show_default=True, help="The digest step.")
+@click.option("--step", "step_id", help="Default: the workflow's first digest step.")
 @click.option("--preview", is_flag=True, required=True, help="Render without sending (required).")
 @click.option(
     "--html", "html_file", type=click.Path(dir_okay=False), help="Write the HTML part here."
@@ -232,18 +232,17 @@ def _workflow(engine: Engine, name: str | None) -> Workflow:
 @click.option("--language", type=click.Choice(["fr", "en"]), help="Default: the configured one.")
 @click.pass_context
 def digest(
-    ctx: click.Context, week: str | None, workflow_name: str | None, step_id: str,
+    ctx: click.Context, week: str | None, workflow_name: str | None, step_id: str | None,
     preview: bool, html_file: str | None, language: str | None,
 ) -> None:  # fmt: skip
     """Render a digest as it would go out now, without sending it."""
     engine = _engine(ctx)
     workflow = _workflow(engine, workflow_name)
-    try:
-        workflow.step(step_id)
-    except KeyError:
-        raise click.BadParameter(
-            f"{workflow.name} has no step {step_id!r}", param_hint="--step"
-        ) from None
+    digests = [s.id for s in workflow.steps if s.action == "digest"]
+    step_id = step_id or (digests[0] if digests else None)
+    if step_id is None or step_id not in digests:
+        hint = f"{workflow.name} has no digest step {step_id!r}"
+        raise click.BadParameter(hint, param_hint="--step")
     rendered = reports.preview(
         engine, workflow, _occurrence(engine, workflow, week), step_id, language
     )

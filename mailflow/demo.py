@@ -124,7 +124,7 @@ def _play(engine: Engine, servers: LocalMail, friday: dt.date, say: Callable[[st
                 _reply(servers, roster[reply["defi"]], reply, instant, say)
     say("")
     current = status(engine, workflow, occurrence)
-    for d in current.defis:
+    for d in current.respondents:
         say(f"  [{'x' if d.answered_at else ' '}] {d.name}")
     digests = servers.wait_for(COHORT, 1)
     text = body_text(email.message_from_bytes(digests[-1])).text

@@ -1,11 +1,11 @@
 """What a digest shows: the answers of one occurrence, arranged for the templates.
 
-The context is generic: ``answers`` (one block per défi that answered, the latest answer
-before the digest winning), ``by_key`` (for every section and field key, the défis'
-non-empty contents, so a template can list the needs first), ``missing`` (défis asked
-that gave no news), ``late_answers`` (answers that arrived after an earlier digest and were not
-shown yet) and ``flags`` (addresses the staff should look at). Which key is shown first
-and how is the templates' business.
+The context is generic: ``answers`` (one block per respondent that answered, a défi or a
+staff member, the latest answer before the digest winning), ``by_key`` (for every section
+and field key, the non-empty contents, so a template can list the needs first),
+``missing`` (respondents asked that gave no news), ``late_answers`` (answers that
+arrived after an earlier digest and were not shown yet) and ``flags`` (addresses the
+staff should look at). Which key is shown first and how is the templates' business.
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 import sqlite_utils
 
-from .roster import stored_roster
+from .roster import defi_respondent, respondent_info, stored_roster
 from .workflow import Workflow
 
 
 @dataclass(frozen=True)
 class Block:
-    defi: dict[str, str]
+    who: dict[str, str]
     sections: dict[str, str | None]
     fields: dict[str, str | None]
     received_at: str
@@ -32,40 +32,37 @@ class Block:
     from_name: str
 
     def as_dict(self) -> dict[str, Any]:
+        # ``defi`` names the respondent too, so that défi-centred templates read naturally.
         return {
-            "defi": self.defi, "sections": self.sections, "fields": self.fields,
+            "who": self.who, "defi": self.who, "sections": self.sections, "fields": self.fields,
             "received_at": self.received_at, "occurrence": self.occurrence,
             "sender": self.sender, "from_name": self.from_name,
         }  # fmt: skip
 
 
-def _defi_info(defi: Any) -> dict[str, str]:
-    return {"id": defi.id, "name": defi.name, "host": defi.host}
-
-
-def asked_defis(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> list[str]:
-    """The défis that were sent this occurrence's request."""
+def asked(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> list[str]:
+    """The respondents that were sent this occurrence's request."""
     rows = db.execute(
         "select distinct recipient from outbox where workflow = ? and occurrence = ?"
-        " and recipient like 'd-%'",
+        " and (recipient like 'd-%' or recipient like 's-%')",
         [workflow.name, occurrence],
     )
-    return [row[0][2:] for row in rows]
+    return [row[0] for row in rows]
 
 
 def latest_answers(
     db: sqlite_utils.Database, workflow: str, occurrence: str, status: str = "counted"
 ) -> dict[str, dict[str, Any]]:
-    """The latest answer of each défi for an occurrence, by défi id."""
+    """The latest answer of each respondent for an occurrence."""
     rows = db.execute(
-        "select defi, received_at, sender, data, message from inbound"
+        "select respondent, received_at, sender, data from inbound"
         " where kind = 'answer' and workflow = ? and occurrence = ? and status = ?"
         " order by received_at, message",
         [workflow, occurrence, status],
     )
     latest: dict[str, dict[str, Any]] = {}
-    for defi, received_at, sender, data, _ in rows:
-        latest[defi] = {"received_at": received_at, "sender": sender, **json.loads(data)}
+    for respondent, received_at, sender, data in rows:
+        latest[respondent] = {"received_at": received_at, "sender": sender, **json.loads(data)}
     return latest
 
 
@@ -73,55 +70,62 @@ def _late(
     db: sqlite_utils.Database, workflow: str, occurrence: str
 ) -> list[tuple[str, str, dict[str, Any]]]:
     rows = db.execute(
-        "select occurrence, defi, received_at, sender, data from inbound"
+        "select occurrence, respondent, received_at, sender, data from inbound"
         " where kind = 'answer' and status = 'late' and workflow = ?"
         " and (shown_in is null or shown_in = ?) and occurrence != ? order by received_at, message",
         [workflow, occurrence, occurrence],
     )
     latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for occ, defi, received_at, sender, data in rows:
-        latest[(occ, defi)] = {"received_at": received_at, "sender": sender, **json.loads(data)}
-    return [(occ, defi, answer) for (occ, defi), answer in latest.items()]
+    for occ, respondent, received_at, sender, data in rows:
+        latest[(occ, respondent)] = {
+            "received_at": received_at,
+            "sender": sender,
+            **json.loads(data),
+        }
+    return [(occ, who, answer) for (occ, who), answer in latest.items()]
 
 
 def digest_context(
     db: sqlite_utils.Database, workflow: Workflow, occurrence: str, day: dt.date
 ) -> dict[str, Any]:
-    roster = {d.id: d for d in stored_roster(db).defis}
-    asked = asked_defis(db, workflow, occurrence) or [d for d in roster if roster[d].active_on(day)]
+    roster = stored_roster(db)
+    asked_ids = asked(db, workflow, occurrence) or [
+        defi_respondent(d.id) for d in roster.defis if d.active_on(day)
+    ]
     answers = latest_answers(db, workflow.name, occurrence)
 
-    def block(defi_id: str, answer: dict[str, Any], occ: str) -> Block:
-        defi = roster.get(defi_id)
-        info = _defi_info(defi) if defi else {"id": defi_id, "name": defi_id, "host": ""}
-        return Block(info, answer["sections"], answer["fields"], answer["received_at"], occ,
-                     answer["sender"], answer.get("from_name", ""))  # fmt: skip
+    def block(respondent: str, answer: dict[str, Any], occ: str) -> Block:
+        who = respondent_info(roster, respondent)
+        return Block(
+            who, answer["sections"], answer["fields"], answer["received_at"], occ,
+            answer["sender"], answer.get("from_name", ""),
+        )  # fmt: skip
 
     blocks = sorted(
-        (block(d, a, occurrence) for d, a in answers.items()), key=lambda b: b.defi["name"].lower()
+        (block(r, a, occurrence) for r, a in answers.items()), key=lambda b: b.who["name"].lower()
     )
-    late = [block(d, a, occ) for occ, d, a in _late(db, workflow.name, occurrence)]
+    late = [block(r, a, occ) for occ, r, a in _late(db, workflow.name, occurrence)]
     keys = workflow.collect.section_keys + workflow.collect.field_keys if workflow.collect else ()
     by_key = {
         key: [
-            {"defi": b.defi, "text": b.sections.get(key) or b.fields.get(key)}
+            {"who": b.who, "defi": b.who, "text": b.sections.get(key) or b.fields.get(key)}
             for b in blocks
             if b.sections.get(key) or b.fields.get(key)
         ]
         for key in keys
     }
     missing = sorted(
-        (_defi_info(roster[d]) for d in asked if d not in answers and d in roster),
-        key=lambda d: d["name"].lower(),
+        (respondent_info(roster, r) for r in asked_ids if r not in answers),
+        key=lambda who: who["name"].lower(),
     )
     return {
         "answers": [b.as_dict() for b in blocks],
         "by_key": by_key,
         "missing": missing,
         "late_answers": [b.as_dict() for b in late],
-        "asked": len(asked),
+        "asked": len(asked_ids),
         "answered": len(blocks),
-        "all_answered": not missing and bool(asked),
+        "all_answered": not missing and bool(asked_ids),
         "flags": open_flags(db),
     }
 

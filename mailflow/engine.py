@@ -27,7 +27,7 @@ from .render import Renderer, build_message
 from .roster import Roster, load_roster, sync_roster
 from .sections import SectionSpec
 from .send import DeliveryReport, deliver
-from .steps import Occurrence, StepRun, run_step
+from .steps import Answer, Occurrence, StepRun, acknowledgement, run_step
 from .workflow import Workflow, load_workflows
 
 log = logging.getLogger(__name__)
@@ -78,9 +78,11 @@ class Engine:
         if self.config.roster and self.config.roster.exists():
             languages |= {d.language for d in load_roster(self.config.roster).defis if d.language}
         for workflow in self.workflows:
-            for step in workflow.steps:
+            templates = [s.template for s in workflow.steps]
+            templates += [workflow.acknowledge] if workflow.acknowledge else []
+            for template in templates:
                 for language in sorted(languages):
-                    self.renderer.check(step.template, language)
+                    self.renderer.check(template, language)
 
     def sync_roster(self) -> Roster | None:
         """Reload the roster file into the database when it changed."""
@@ -118,7 +120,13 @@ class Engine:
             except MailServerError as e:
                 report.errors.append(str(e))
                 log.error("ingest: %s", e)
-        report.inbound = handle_inbound(self.db, self.workflows, self.secret, now)
+        report.inbound = handle_inbound(
+            self.db,
+            self.workflows,
+            self.secret,
+            now,
+            receipt=lambda answer: self.receipt(answer, now),
+        )
         report.steps = self.run_due(now, report)
         report.delivery = deliver(self.db, self.config.smtp, now)
         if self.report_failures(now):
@@ -127,6 +135,9 @@ class Engine:
         if report.delivery.error:
             report.errors.append(report.delivery.error)
         return report
+
+    def receipt(self, answer: Answer, now: dt.datetime) -> Outgoing:
+        return acknowledgement(self.db, self.config, self.renderer, self.secret, answer, now)
 
     def due_steps(self, now: dt.datetime) -> list[tuple[Occurrence, dt.datetime, str]]:
         """(occurrence, due instant, step id) for every step due by ``now`` that has not run."""

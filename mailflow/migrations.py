@@ -173,12 +173,13 @@ def _workflows(db: sqlite_utils.Database) -> None:
             sender text,
             workflow text,
             occurrence text,
-            defi text,
+            respondent text,
             via text,
             data text,
             shown_in text
         );
-        create index inbound_answers on inbound (workflow, occurrence, defi) where kind = 'answer';
+        create index inbound_answers on inbound (workflow, occurrence, respondent)
+            where kind = 'answer';
         """,
     )
 

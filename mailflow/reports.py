@@ -10,16 +10,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import outbox
-from .digest import digest_context
+from .digest import asked, digest_context
 from .engine import Engine
 from .occurrences import due_at, nominal_day, occurrence_day, occurrence_id
 from .render import Rendered
+from .roster import defi_respondent, respondent_info, staff_respondent, stored_roster
 from .steps import Occurrence, base_context
 from .workflow import Workflow
 
 
 @dataclass
-class DefiStatus:
+class RespondentStatus:
     id: str
     name: str
     answered_at: str | None = None
@@ -34,7 +35,7 @@ class Status:
     workflow: str
     occurrence: str
     day: dt.date | None
-    defis: list[DefiStatus]
+    respondents: list[RespondentStatus]
     runs: list[tuple[str, str, str]]
     outbox: dict[str, int]
     failed: list[tuple[str, str]]
@@ -57,39 +58,42 @@ def current_occurrence(engine: Engine, workflow: Workflow, now: dt.datetime | No
     return occurrence_id(workflow.schedule, now.astimezone(engine.config.timezone).date())
 
 
+def expected_respondents(engine: Engine, workflow: Workflow, occurrence: str) -> list[str]:
+    """Who was asked for this occurrence, or who will be: active défis, or the staff."""
+    found = asked(engine.db, workflow, occurrence)
+    if found:
+        return found
+    roster = stored_roster(engine.db)
+    if any(s.to == "each_staff" for s in workflow.steps):
+        return [staff_respondent(s.address) for s in roster.staff]
+    day = occurrence_day(workflow.schedule, occurrence) or nominal_day(
+        workflow.schedule, occurrence
+    )
+    return [defi_respondent(d.id) for d in roster.defis if d.active_on(day)]
+
+
 def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
-    """Per défi: whether and when it answered; the steps run; the outbox of the occurrence."""
+    """Per respondent: whether and when it answered; the steps run; the outbox of the occurrence."""
     db = engine.db
-    day = occurrence_day(workflow.schedule, occurrence)
+    roster = stored_roster(db)
     answers: dict[str, tuple[str, str, str, str]] = {}
-    for defi, received_at, sender, via, state in db.execute(
-        "select defi, received_at, sender, via, status from inbound where kind = 'answer'"
+    for respondent, received_at, sender, via, state in db.execute(
+        "select respondent, received_at, sender, via, status from inbound where kind = 'answer'"
         " and workflow = ? and occurrence = ? order by received_at, message",
         [workflow.name, occurrence],
     ):
-        answers[defi] = (received_at, sender, via, state)
-    reference = day or nominal_day(workflow.schedule, occurrence)
-    defis = []
-    for d_id, name, active_from, active_until in db.execute(
-        "select id, name, active_from, active_until from defis order by name"
-    ):
-        if (active_from and active_from > reference.isoformat()) or (
-            active_until and active_until < reference.isoformat()
-        ):
-            continue
-        row = DefiStatus(d_id, name)
-        if d_id in answers:
-            received_at, sender, via, state = answers[d_id]
+        answers[respondent] = (received_at, sender, via, state)
+    rows = []
+    for respondent in expected_respondents(engine, workflow, occurrence):
+        row = RespondentStatus(respondent, respondent_info(roster, respondent)["name"])
+        if respondent in answers:
+            received_at, sender, via, state = answers[respondent]
             if state in ("counted", "late"):
-                row.answered_at, row.sender, row.via, row.late = (
-                    received_at,
-                    sender,
-                    via,
-                    state == "late",
-                )
+                row.answered_at, row.sender, row.via = received_at, sender, via
+                row.late = state == "late"
             else:
                 row.flagged.append(f"{state} reply from {sender}")
-        defis.append(row)
+        rows.append(row)
     runs = [
         (r[0], r[1], r[2])
         for r in db.execute(
@@ -107,7 +111,8 @@ def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
         )
     ]
     return Status(
-        workflow.name, occurrence, day, defis, runs,
+        workflow.name, occurrence, occurrence_day(workflow.schedule, occurrence),
+        sorted(rows, key=lambda r: r.name.lower()), runs,
         outbox.counts(db, workflow.name, occurrence), failed,
     )  # fmt: skip
 
@@ -123,30 +128,37 @@ def preview(
     occ = Occurrence(workflow, occurrence, day)
     due = due_at(step, day, engine.config.timezone)
     now = dt.datetime.now(dt.UTC)
-    context = base_context(engine.config, occ, step, due, now, late=False)
+    context = base_context(engine.config, occ, due, now, late=False)
     if step.action == "digest":
         context |= digest_context(engine.db, workflow, occurrence, day)
-    context |= {"language": language or engine.config.language, "recipient": step.to, "defi": None}
+    context |= {
+        "language": language or engine.config.language, "recipient": step.to, "who": None,
+        "defi": None,
+    }  # fmt: skip
     return engine.renderer.render(step.template, language or engine.config.language, context)
 
 
 def export_answers(engine: Engine, fmt: str, workflow: Workflow | None = None) -> str:
-    """Every answer, one row per (workflow, occurrence, défi, message), as CSV or JSON."""
-    names = {d[0]: d[1] for d in engine.db.execute("select id, name from defis")}
+    """Every answer, one row per (workflow, occurrence, respondent, message), CSV or JSON."""
+    roster = stored_roster(engine.db)
+    addresses = {staff_respondent(s.address): s.address for s in roster.staff}
     rows: list[dict[str, Any]] = []
     params: list[str] = []
     clause = ""
     if workflow is not None:
         clause, params = " and workflow = ?", [workflow.name]
-    for wf, occ, defi, status_, received_at, sender, data in engine.db.execute(
-        "select workflow, occurrence, defi, status, received_at, sender, data from inbound"
-        f" where kind = 'answer'{clause} order by workflow, occurrence, defi, received_at",
+    for wf, occ, respondent, state, received_at, sender, data in engine.db.execute(
+        "select workflow, occurrence, respondent, status, received_at, sender, data from inbound"
+        f" where kind = 'answer'{clause} order by workflow, occurrence, respondent, received_at",
         params,
     ):
         content = json.loads(data) if data else {}
+        who = respondent or ""
         row = {
-            "workflow": wf, "occurrence": occ, "defi": defi, "defi_name": names.get(defi, defi),
-            "status": status_, "received_at": received_at, "sender": sender,
+            "workflow": wf, "occurrence": occ,
+            "respondent": who[2:] if who.startswith("d-") else addresses.get(who, who),
+            "name": respondent_info(roster, who)["name"], "status": state,
+            "received_at": received_at, "sender": sender,
         }  # fmt: skip
         row |= content.get("sections", {}) | content.get("fields", {})
         rows.append(row)

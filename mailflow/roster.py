@@ -207,3 +207,35 @@ def defis_of(db: sqlite_utils.Database, address: str) -> list[str]:
 def is_staff(db: sqlite_utils.Database, address: str) -> bool:
     row = db.execute("select 1 from staff where address = ?", [address.lower()]).fetchone()
     return row is not None
+
+
+# Respondents: who answers a collecting workflow, named as in Message-ID tokens.
+# "d-<défi id>" for a défi (any of its members may answer), "s-<hash>" for a staff member.
+
+
+def defi_respondent(defi_id: str) -> str:
+    return f"d-{defi_id}"
+
+
+def staff_respondent(address: str) -> str:
+    return "s-" + hashlib.sha256(address.lower().encode()).hexdigest()[:12]
+
+
+def respondent_addresses(db: sqlite_utils.Database, respondent: str) -> set[str]:
+    """The addresses allowed to answer for a respondent."""
+    if respondent.startswith("d-"):
+        rows = db.execute("select address from members where defi = ?", [respondent[2:]])
+        return {row[0] for row in rows}
+    return {s.address for s in stored_roster(db).staff if staff_respondent(s.address) == respondent}
+
+
+def respondent_info(roster: Roster, respondent: str) -> dict[str, str]:
+    """What templates show of a respondent: ``id``, ``name`` and ``host`` (or role)."""
+    if respondent.startswith("d-"):
+        for d in roster.defis:
+            if d.id == respondent[2:]:
+                return {"id": d.id, "name": d.name, "host": d.host, "kind": "defi"}
+    for s in roster.staff:
+        if staff_respondent(s.address) == respondent:
+            return {"id": respondent, "name": s.name or s.address, "host": s.role, "kind": "staff"}
+    return {"id": respondent, "name": respondent, "host": "", "kind": "unknown"}

@@ -17,9 +17,17 @@ import sqlite_utils
 from . import digest, outbox, tokens
 from .config import Config
 from .db import transaction
+from .occurrences import nominal_day, occurrence_day
 from .outbox import Outgoing, iso
 from .render import Renderer, build_message
-from .roster import Defi, stored_roster
+from .roster import (
+    Defi,
+    Staff,
+    defi_respondent,
+    respondent_info,
+    staff_respondent,
+    stored_roster,
+)
 from .workflow import Step, Workflow
 
 log = logging.getLogger(__name__)
@@ -27,12 +35,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Recipient:
-    """Who one mail goes to: a défi (all its members), a list, or the staff."""
+    """Who one mail goes to: a défi (all its members), a staff member, a list, the staff."""
 
-    id: str  # "d-<défi id>", "cohort", "alias", "staff"
+    id: str  # "d-<défi id>", "s-<staff hash>", "cohort", "alias", "staff"
     to: tuple[str, ...]
     language: str
     defi: Defi | None = None
+    person: Staff | None = None
 
 
 @dataclass(frozen=True)
@@ -46,15 +55,30 @@ class StepRun:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """An answer just attributed, as the receipt needs it."""
+
+    workflow: Workflow
+    occurrence: str
+    respondent: str
+    sender: str
+    from_name: str
+    message: int
+    data: dict[str, Any]
+    late: bool
+
+
+@dataclass(frozen=True)
 class Occurrence:
     workflow: Workflow
     id: str
     day: dt.date
 
 
-def answered_defis(db: sqlite_utils.Database, workflow: str, occurrence: str) -> set[str]:
+def answered(db: sqlite_utils.Database, workflow: str, occurrence: str) -> set[str]:
+    """The respondents with a counted answer for an occurrence."""
     rows = db.execute(
-        "select distinct defi from inbound where kind = 'answer' and status = 'counted'"
+        "select distinct respondent from inbound where kind = 'answer' and status = 'counted'"
         " and workflow = ? and occurrence = ?",
         [workflow, occurrence],
     )
@@ -65,27 +89,32 @@ def recipients(
     db: sqlite_utils.Database, config: Config, occ: Occurrence, step: Step, audience: str
 ) -> list[Recipient]:
     language = occ.workflow.language or config.language
+    roster = stored_roster(db)
     if audience == "each_defi":
-        roster = stored_roster(db)
-        defis = [d for d in roster.defis if d.active_on(occ.day) and d.members]
-        if step.only:
-            answered = answered_defis(db, occ.workflow.name, occ.id)
-            keep = (
-                (lambda d: d.id not in answered)
-                if step.only == "not_answered"
-                else (lambda d: d.id in answered)
-            )
-            defis = [d for d in defis if keep(d)]
-        return [Recipient(f"d-{d.id}", d.addresses, d.language or language, d) for d in defis]
-    if audience == "staff":
-        staff = tuple(s.address for s in stored_roster(db).staff) or (config.addresses.alias,)
+        found = [
+            Recipient(defi_respondent(d.id), d.addresses, d.language or language, defi=d)
+            for d in roster.defis
+            if d.active_on(occ.day) and d.members
+        ]
+    elif audience == "each_staff":
+        found = [
+            Recipient(staff_respondent(s.address), (s.address,), language, person=s)
+            for s in roster.staff
+        ]
+    elif audience == "staff":
+        staff = tuple(s.address for s in roster.staff) or (config.addresses.alias,)
         return [Recipient("staff", staff, language)]
-    address = config.addresses.cohort if audience == "cohort" else config.addresses.alias
-    return [Recipient(audience, (address,), language)]
+    else:
+        address = config.addresses.cohort if audience == "cohort" else config.addresses.alias
+        return [Recipient(audience, (address,), language)]
+    if step.only:
+        done = answered(db, occ.workflow.name, occ.id)
+        found = [r for r in found if (r.id in done) == (step.only == "answered")]
+    return found
 
 
 def base_context(
-    config: Config, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime, late: bool
+    config: Config, occ: Occurrence, due: dt.datetime, now: dt.datetime, late: bool
 ) -> dict[str, Any]:
     tz = config.timezone
     workflow = occ.workflow
@@ -109,15 +138,19 @@ def base_context(
 
 
 def _recipient_context(recipient: Recipient) -> dict[str, Any]:
-    defi = recipient.defi
-    return {
-        "language": recipient.language,
-        "recipient": recipient.id,
-        "defi": None if defi is None else {
-            "id": defi.id, "name": defi.name, "host": defi.host,
+    defi, person = recipient.defi, recipient.person
+    who = None
+    if defi is not None:
+        who = {
+            "id": defi.id, "name": defi.name, "host": defi.host, "kind": "defi",
             "members": [{"address": m.address, "name": m.name} for m in defi.members],
-        },
-    }  # fmt: skip
+        }  # fmt: skip
+    elif person is not None:
+        who = {
+            "id": recipient.id, "name": person.name or person.address, "host": person.role,
+            "kind": "staff", "members": [{"address": person.address, "name": person.name}],
+        }  # fmt: skip
+    return {"language": recipient.language, "recipient": recipient.id, "who": who, "defi": who}
 
 
 def build_mails(
@@ -165,6 +198,43 @@ def build_mails(
     return mails
 
 
+def acknowledgement(
+    db: sqlite_utils.Database,
+    config: Config,
+    renderer: Renderer,
+    secret: str,
+    answer: Answer,
+    now: dt.datetime,
+) -> Outgoing:
+    """The receipt for one answer, to its sender: what was understood, and how to correct it."""
+    workflow = answer.workflow
+    day = occurrence_day(workflow.schedule, answer.occurrence) or nominal_day(
+        workflow.schedule, answer.occurrence
+    )
+    roster = stored_roster(db)
+    defi = next((d for d in roster.defis if defi_respondent(d.id) == answer.respondent), None)
+    language = (defi.language if defi else None) or workflow.language or config.language
+    context = base_context(config, Occurrence(workflow, answer.occurrence, day), now, now, False)
+    who = respondent_info(roster, answer.respondent)
+    context |= {
+        "language": language, "recipient": answer.respondent, "who": who, "defi": who,
+        "answer": answer.data, "late_answer": answer.late, "from_name": answer.from_name,
+    }  # fmt: skip
+    rendered = renderer.render(workflow.acknowledge, language, context)
+    step = f"ack{answer.message}"
+    token = tokens.Token(workflow.name, answer.occurrence, step, answer.respondent)
+    message_id = tokens.message_id(secret, token, config.addresses.message_id_domain)
+    raw = build_message(
+        rendered, sender=config.addresses.sender, sender_name=config.addresses.sender_name,
+        to=[answer.sender], reply_to=config.addresses.reply_to, message_id=message_id, date=now,
+    )  # fmt: skip
+    return Outgoing(
+        f"{workflow.name}:{answer.occurrence}:{step}:{answer.respondent}", workflow.name,
+        answer.occurrence, step, answer.respondent, (answer.sender,), config.addresses.sender,
+        message_id, rendered.subject, raw,
+    )  # fmt: skip
+
+
 def run_step(
     db: sqlite_utils.Database,
     config: Config,
@@ -180,7 +250,7 @@ def run_step(
     skip_note = _skip_reason(db, occ, step, due, late)
     if skip_note:
         return _record(db, occ, step, due, now, "skipped", skip_note, [])
-    context = base_context(config, occ, step, due, now, late)
+    context = base_context(config, occ, due, now, late)
     audience = "staff" if late and step.when_late == "staff" else step.to
     if step.action == "digest":
         context |= digest.digest_context(db, occ.workflow, occ.id, occ.day)

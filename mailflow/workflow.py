@@ -19,7 +19,7 @@ from .tomltable import Table
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ACTIONS = ("send", "digest")
-AUDIENCES = ("each_defi", "cohort", "alias", "staff")
+AUDIENCES = ("each_defi", "each_staff", "cohort", "alias", "staff")
 FILTERS = ("", "not_answered", "answered")
 WHEN_LATE = ("skip", "note", "staff")
 ON_HOLIDAY = ("previous_working_day", "skip", "keep")
@@ -64,6 +64,7 @@ class Workflow:
     steps: tuple[Step, ...]
     collect: SectionSpec | None = None
     deadline: dt.time | None = None
+    acknowledge: str = ""  # template of the receipt sent for each answer, "" for none
     language: str | None = None
 
     def step(self, step_id: str) -> Step:
@@ -131,8 +132,8 @@ def _step(t: Table, collect: SectionSpec | None) -> Step:
     )
     if step.only and not collects:
         t.fail("only", "no filter: this workflow collects no replies", step.only)
-    if step.only and step.to != "each_defi":
-        t.fail("only", f"no filter with to = {step.to!r} (filters apply to each_defi)", step.only)
+    if step.only and step.to not in ("each_defi", "each_staff"):
+        t.fail("only", f"no filter with to = {step.to!r} (only each_defi, each_staff)", step.only)
     unknown = [k for k in step.unless_empty if k not in keys]
     if unknown or (step.unless_empty and step.action != "digest"):
         t.fail("unless_empty", "digest keys among " + ", ".join(keys), list(step.unless_empty))
@@ -145,9 +146,11 @@ def load_workflow(path: Path) -> Workflow:
     name = root.string("name", path.stem, pattern=r"[a-z0-9][a-z0-9-]*")
     collect = None
     deadline = None
+    acknowledge = ""
     if root.has("collect"):
         table = root.table("collect")
         deadline = table.time("deadline", None)
+        acknowledge = table.string("acknowledge", "", pattern=r"[A-Za-z0-9_/-]*")
         collect = spec_from_table(table)
         table.done()
     steps = tuple(_step(t, collect) for t in root.tables("steps", required=True))
@@ -164,6 +167,7 @@ def load_workflow(path: Path) -> Workflow:
         steps=steps,
         collect=collect,
         deadline=deadline,
+        acknowledge=acknowledge,
         language=root.string("language", None, choices=("fr", "en")),
     )
     root.done()

@@ -69,12 +69,16 @@ def test_a_whole_friday(programme):
     p.swaks(clients.bounce(request_for(b0), p.defis["beta"][1]), "")
     p.wait_shared(5)
 
-    # 12:00: reminders only to the défis with no answer (delta's out-of-office does not count).
+    # 12:00: each answer gets a receipt (to its sender only); reminders go only to the
+    # défis with no answer (delta's out-of-office does not count).
     for _ in range(2):
         p.tick(at("12:00"))
     assert mailbox_counts(p) == {
-        "alpha": [1, 1], "beta": [1, 1], "gamma": [1, 1], "delta": [2], "epsilon": [2],
+        "alpha": [2, 1], "beta": [2, 1], "gamma": [1, 2], "delta": [2], "epsilon": [2],
     }  # fmt: skip
+    receipt = text_of(p.inbox(a0)[1])
+    assert "Bien reçu" in str(p.inbox(a0)[1]["Subject"])
+    assert "la V1 est en production" in receipt and "un contact à la CNIL" in receipt
     reminder = p.inbox(p.defis["epsilon"][0])[1]
     assert "Rappel" in str(reminder["Subject"])
 
@@ -89,8 +93,8 @@ def test_a_whole_friday(programme):
         p.tick(at("14:00"))
     assert mailbox_counts(p, ["delta", "epsilon", "alpha"]) == {
         "delta": [3],
-        "epsilon": [2],
-        "alpha": [1, 1],
+        "epsilon": [3],
+        "alpha": [2, 1],
     }
     for _ in range(2):
         p.tick(at("14:30"))
@@ -127,7 +131,7 @@ def test_a_whole_friday(programme):
 
     # Nothing was sent twice: every mailbox holds exactly what it should.
     assert mailbox_counts(p) == {
-        "alpha": [1, 1], "beta": [1, 1], "gamma": [1, 1], "delta": [3], "epsilon": [2],
+        "alpha": [2, 1], "beta": [2, 1], "gamma": [1, 2], "delta": [3], "epsilon": [3],
     }  # fmt: skip
     assert len(p.inbox(p.config.addresses.cohort)) == 1
     status = p.run("status", "--week", "2026-W48").output
@@ -155,7 +159,7 @@ def test_a_late_answer_goes_into_the_next_digest(programme):
     assert "ARRIVÉES APRÈS LE DERNIER RÉCAPITULATIF" in second
     assert "en retard mais là" in second and "(semaine 48)" in second
     exported = json.loads(p.run("export", "--format", "json").output)
-    assert [(r["defi"], r["occurrence"], r["status"]) for r in exported] == [
+    assert [(r["respondent"], r["occurrence"], r["status"]) for r in exported] == [
         ("alpha", "2026-W48", "counted"), ("beta", "2026-W48", "late"),
     ]  # fmt: skip
 
@@ -177,6 +181,25 @@ def test_latest_answer_before_the_digest_wins_and_non_members_are_flagged(progra
     assert "première version" not in text and "je ne suis pas membre" not in text
     staff = text_of(next(m for m in p.inbox(p.staff[0]) if "Besoins" in str(m["Subject"])))
     assert outsider in staff
+
+
+def test_replying_to_the_receipt_corrects_the_answer(programme):
+    p = programme({"alpha": 1})
+    p.tick(at("09:00"))
+    a0 = p.defis["alpha"][0]
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Victoires :\nune vicoire"), a0)
+    p.wait_shared(1)
+    p.tick(at("10:00"))
+    receipt = p.localmail.fetch(a0)[1]
+    assert "une vicoire" in text_of(p.inbox(a0)[1])
+    p.swaks(clients.outlook(receipt, a0, "A", "Victoires : une victoire, sans faute"), a0)
+    p.swaks(clients.out_of_office(receipt, a0, "A"), a0)  # never answered, never counted
+    p.wait_shared(3)
+    p.tick(at("11:00"))
+    p.tick(at("15:00"))
+    digest = text_of(p.inbox(p.config.addresses.cohort)[0])
+    assert "une victoire, sans faute" in digest and "une vicoire" not in digest
+    assert len(p.inbox(a0)) == 3  # request, two receipts; nothing in answer to the out-of-office
 
 
 def test_a_holiday_friday_moves_the_cycle_to_thursday(programme):
