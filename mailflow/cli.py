@@ -18,6 +18,7 @@ from .db import open_db
 from .engine import Engine
 from .errors import ConfigError, MailflowError
 from .ingest import ingest as run_ingest
+from .logs import setup_logging
 from .parse import parse_message
 from .reports import current_occurrence
 from .roster import stored_roster
@@ -48,11 +49,8 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """mailflow: an email-first workflow engine."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    ctx.obj = {"config_path": config_path}
+    setup_logging(logging.INFO if verbose else logging.WARNING)
+    ctx.obj = {"config_path": config_path, "verbose": verbose}
 
 
 def _config(ctx: click.Context) -> Config:
@@ -285,6 +283,47 @@ def roster(ctx: click.Context) -> None:
     click.echo("staff:")
     for s in stored.staff:
         click.echo(f"  {s.name} <{s.address}> {s.role}".rstrip())
+
+
+@cli.command()
+@click.pass_context
+def doctor(ctx: click.Context) -> None:
+    """Check the config, database, workflows, roster and both mail servers, in plain words."""
+    from .doctor import checks
+
+    failed = 0
+    for check in checks(ctx.obj["config_path"]):
+        mark = "ok  " if check.ok else "FAIL"
+        click.echo(f"{mark} {check.name}: {check.detail}")
+        failed += not check.ok
+    if failed:
+        click.echo(f"{failed} problem{'s' if failed > 1 else ''} found", err=True)
+        sys.exit(1)
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="One pass (ingest, steps, delivery), then exit.")
+@click.option(
+    "--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True
+)
+@click.option("--heartbeat", type=float, default=60.0, show_default=True,
+              help="Seconds between ticks when nothing else wakes the daemon.")  # fmt: skip
+@click.option("--no-idle", is_flag=True, help="Poll the mailbox instead of IMAP IDLE.")
+@click.option("--clock-file", type=click.Path(exists=True, dir_okay=False),
+              help="Read the current instant from this file (tests and rehearsals).")  # fmt: skip
+@click.pass_context
+def run(
+    ctx: click.Context, once: bool, log_format: str, heartbeat: float, no_idle: bool,
+    clock_file: str | None,
+) -> None:  # fmt: skip
+    """Run the daemon: IMAP IDLE on the shared mailbox, every step on time, until SIGTERM."""
+    from .clock import FileClock
+    from .daemon import Daemon
+
+    setup_logging(logging.INFO, log_format)
+    clock = FileClock(Path(clock_file)) if clock_file else None
+    daemon = Daemon(_engine(ctx), clock, heartbeat=heartbeat, idle=not no_idle)
+    sys.exit(daemon.run(once=once))
 
 
 @cli.command()

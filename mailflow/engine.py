@@ -72,6 +72,19 @@ class Engine:
         self.check_templates()
         self.sync_roster()
 
+    def reload(self) -> None:
+        """Load the workflow files and templates again; all valid, or nothing changes."""
+        workflows = load_workflows(self.config.workflows_dir)
+        renderer = Renderer(self.config.templates_dir)
+        previous = (self.workflows, self.renderer)
+        self.workflows, self.renderer = workflows, renderer
+        try:
+            self.check_templates()
+        except MailflowError:
+            self.workflows, self.renderer = previous
+            raise
+        self.spec = merged_spec(workflows)
+
     def check_templates(self) -> None:
         """Every step's templates exist and compile, in every language in use."""
         languages = {self.config.language} | {w.language for w in self.workflows if w.language}
@@ -170,6 +183,27 @@ class Engine:
                     if installed <= due <= now and key not in done:
                         result.append((Occurrence(workflow, occurrence, day), due, step.id))
         return sorted(result, key=lambda r: (r[1], r[0].workflow.name))
+
+    def next_due(self, now: dt.datetime) -> dt.datetime | None:
+        """The next instant after ``now`` when a step is due or a mail is to be retried."""
+        tz = self.config.timezone
+        today = now.astimezone(tz).date()
+        candidates = []
+        for workflow in self.workflows:
+            ahead = max(s.days_before for s in workflow.steps) + 14
+            for occurrence in occurrences_around(workflow.schedule, today - dt.timedelta(days=7),
+                                                 today + dt.timedelta(days=ahead)):  # fmt: skip
+                day = occurrence_day(workflow.schedule, occurrence)
+                if day is not None:
+                    candidates += [d for s in workflow.steps if (d := due_at(s, day, tz)) > now]
+        row = self.db.execute(
+            "select min(next_attempt_at) from outbox"
+            " where status = 'queued' and next_attempt_at > ?",
+            [iso(now)],
+        ).fetchone()
+        if row and row[0]:
+            candidates.append(dt.datetime.fromisoformat(row[0]))
+        return min(candidates, default=None)
 
     def run_due(self, now: dt.datetime, report: TickReport | None = None) -> list[StepRun]:
         runs = []
