@@ -83,7 +83,8 @@ def _roster(config: Config) -> str:
 def _secret(config: Config) -> str:
     if config.security.secret:
         return f"from ${config.security.secret_env}"
-    return f"${config.security.secret_env} is unset: a secret generated and kept in the database is used"
+    variable = config.security.secret_env
+    return f"${variable} is unset: a secret generated and kept in the database is used"
 
 
 def _imap(config: Config) -> str:
