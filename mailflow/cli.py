@@ -76,14 +76,21 @@ def init(path: str, force: bool) -> None:
     "--workflows", "workflows_dir", type=click.Path(file_okay=False, exists=True),
     help="Folder of workflows whose headings split the text (default: the configured one).",
 )  # fmt: skip
+@click.option(
+    "--workflow", "workflow_name",
+    help="Split by this workflow's headings (default: those of the workflows asking the défis).",
+)  # fmt: skip
 @click.pass_context
-def parse(ctx: click.Context, files: tuple[str, ...], workflows_dir: str | None) -> None:
+def parse(
+    ctx: click.Context, files: tuple[str, ...], workflows_dir: str | None, workflow_name: str | None
+) -> None:
     """Print what mailflow understands of each FILE.eml, as JSON.
 
     One object for one file, a list for several. Never fails on a malformed message:
     what could not be read is listed in "warnings".
     """
-    spec = collect_spec(Path(workflows_dir) if workflows_dir else _workflows_dir(ctx))
+    folder = Path(workflows_dir) if workflows_dir else _workflows_dir(ctx)
+    spec = collect_spec(folder, workflow_name)
     results = [parse_message(Path(f).read_bytes(), spec).to_json() for f in files]
     output = results[0] if len(results) == 1 else results
     click.echo(json.dumps(output, ensure_ascii=False, indent=2))

@@ -25,10 +25,9 @@ from .occurrences import due_at, occurrence_day, occurrences_around
 from .outbox import Outgoing, iso
 from .render import Renderer, build_message
 from .roster import Roster, load_roster, sync_roster
-from .sections import SectionSpec
 from .send import DeliveryReport, deliver
 from .steps import Answer, Occurrence, StepRun, acknowledgement, run_step
-from .workflow import Workflow, load_workflows
+from .workflow import load_workflows, merged_spec
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +42,6 @@ class TickReport:
     steps: list[StepRun] = field(default_factory=list)
     delivery: DeliveryReport | None = None
     errors: list[str] = field(default_factory=list)
-
-
-def merged_spec(workflows: list[Workflow]) -> SectionSpec:
-    headings = []
-    empty: list[str] = []
-    keys: set[str] = set()
-    for w in workflows:
-        if w.collect is None:
-            continue
-        empty += [a for a in w.collect.empty_answers if a not in empty]
-        headings += [h for h in w.collect.headings if h.key not in keys]
-        keys |= {h.key for h in w.collect.headings}
-    return SectionSpec(tuple(headings), tuple(empty))
 
 
 class Engine:

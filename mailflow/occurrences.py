@@ -53,6 +53,10 @@ def nominal_day(schedule: Schedule, occurrence: str) -> dt.date:
     year, month = (int(x) for x in occurrence.split("-"))
     if schedule.day.isdigit():
         return dt.date(year, month, int(schedule.day))
+    if schedule.day == "last working day":
+        # The last weekday of the month; a holiday then moves it earlier, like any day.
+        last = dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)
+        return last - dt.timedelta(days=max(0, last.weekday() - 4))
     which, weekday_name = schedule.day.split()
     target = WEEKDAYS.index(weekday_name)
     if which == "last":

@@ -46,11 +46,13 @@ class Attachment:
     inline: bool = False
 
 
+_FRENCH_MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
+                  "septembre", "octobre", "novembre", "décembre"]  # fmt: skip
+
+
 def _frenchdate(value: dt.date | dt.datetime, style: str = "long") -> str:
     days = ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"]
-    months = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
-              "septembre", "octobre", "novembre", "décembre"]  # fmt: skip
-    text = f"{days[value.weekday()]} {value.day} {months[value.month - 1]}"
+    text = f"{days[value.weekday()]} {value.day} {_FRENCH_MONTHS[value.month - 1]}"
     return text if style == "short" else f"{text} {value.year}"
 
 
@@ -81,6 +83,8 @@ class Renderer:
         self.env.filters["date_fr"] = _frenchdate
         self.env.filters["date_en"] = _englishdate
         self.env.filters["hour"] = _hour
+        self.env.filters["month_fr"] = lambda d: f"{_FRENCH_MONTHS[d.month - 1]} {d.year}"
+        self.env.filters["month_en"] = lambda d: f"{d:%B %Y}"
 
     def exists(self, name: str, language: str) -> bool:
         return (self.folder / f"{name}.{language}.txt.j2").is_file()

@@ -30,7 +30,7 @@ class Schedule:
     """When occurrences happen: every week on a weekday, or every month on a given day."""
 
     every: str  # "week" or "month"
-    day: str  # "friday"; monthly: "last friday", "first monday", "15"
+    day: str  # "friday"; monthly: "last friday", "first monday", "last working day", "15"
     holidays: str = ""  # country code for public holidays (holidays package), "" for none
     subdivision: str = ""  # e.g. "57" (Moselle) or "6AE" (Alsace) for France
     on_holiday: str = "previous_working_day"
@@ -84,8 +84,8 @@ def _schedule(t: Table) -> Schedule:
         ordinals = ("first", "second", "third", "fourth", "last")
         nth_weekday = len(words) == 2 and words[0] in ordinals and words[1] in WEEKDAYS
         monthly_ok = nth_weekday or (day.isdigit() and 1 <= int(day) <= 28)
-        if not monthly_ok:
-            t.fail("day", "'first monday' … 'last friday', or a day of the month 1-28", day)
+        if not monthly_ok and day != "last working day":
+            t.fail("day", "'first monday' … 'last friday', 'last working day' or 1-28", day)
     schedule = Schedule(
         every=every,
         day=day,
@@ -186,25 +186,34 @@ def load_workflows(folder: Path) -> list[Workflow]:
     return workflows
 
 
-def collect_spec(workflows_dir: Path) -> SectionSpec:
-    """The headings of every collecting workflow, merged: what a reply may be split into.
+def merged_spec(workflows: list[Workflow], name: str | None = None) -> SectionSpec:
+    """The headings a reply is split into before it is tied to one workflow.
 
-    Used where a message is not yet tied to one workflow (``mailflow parse``, ingest);
-    once it is, that workflow's own spec applies.
+    Those of the workflow named, else of the collecting workflows that ask the défis (the
+    replies ``mailflow parse`` and ingest mostly see), else of every collecting workflow.
+    Once a reply is tied to its workflow, that workflow's own headings apply.
     """
-    merged: dict[str, Heading] = {}
+    collecting = [w for w in workflows if w.collect is not None]
+    if name is not None:
+        chosen = [w for w in collecting if w.name == name]
+        if not chosen:
+            raise ConfigError("--workflow", "the name of a workflow that collects replies", name)
+    else:
+        chosen = [w for w in collecting if any(s.to == "each_defi" for s in w.steps)] or collecting
+    headings: dict[str, Heading] = {}
     empty: list[str] = []
-    for path in sorted(workflows_dir.glob("*.toml")):
-        root = Table.from_file(path)
-        if not root.has("collect"):
-            continue
-        spec = spec_from_table(root.table("collect"))
-        empty.extend(a for a in spec.empty_answers if a not in empty)
-        for heading in spec.headings:
-            if heading.key in merged:
-                names = merged[heading.key].names
-                extra = tuple(n for n in heading.names if n not in names)
-                merged[heading.key] = Heading(heading.key, names + extra, heading.kind)
-            else:
-                merged[heading.key] = heading
-    return SectionSpec(tuple(merged.values()), tuple(empty))
+    for workflow in chosen:
+        assert workflow.collect is not None
+        empty.extend(a for a in workflow.collect.empty_answers if a not in empty)
+        for heading in workflow.collect.headings:
+            known = headings.get(heading.key)
+            extra = tuple(n for n in heading.names if known is None or n not in known.names)
+            headings[heading.key] = Heading(
+                heading.key, (known.names if known else ()) + extra, heading.kind
+            )
+    return SectionSpec(tuple(headings.values()), tuple(empty))
+
+
+def collect_spec(workflows_dir: Path, name: str | None = None) -> SectionSpec:
+    """``merged_spec`` of the workflow files of a folder."""
+    return merged_spec(load_workflows(workflows_dir), name)
