@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import re
 import sys
 from importlib import resources
 from pathlib import Path
@@ -181,7 +182,18 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool) -> None:
 
 
 def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
-    return week or current_occurrence(engine, workflow)
+    if week is None:
+        return current_occurrence(engine, workflow)
+    pattern, example = (
+        (r"\d{4}-W\d{2}", "2026-W48")
+        if workflow.schedule.every == "week"
+        else (r"\d{4}-\d{2}", "2026-11")
+    )
+    if not re.fullmatch(pattern, week):
+        raise click.BadParameter(
+            f"{workflow.name} occurrences look like {example}", param_hint="--week"
+        )
+    return week
 
 
 @cli.command()

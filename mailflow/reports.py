@@ -44,9 +44,10 @@ class Status:
 def find_workflow(engine: Engine, name: str | None) -> Workflow:
     collecting = [w for w in engine.workflows if w.collect is not None]
     if name is None:
+        asking_defis = [w for w in collecting if any(s.to == "each_defi" for s in w.steps)]
         if not collecting:
             raise KeyError("no workflow collects replies")
-        return collecting[0]
+        return (asking_defis or collecting)[0]
     for w in engine.workflows:
         if w.name == name:
             return w

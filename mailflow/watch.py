@@ -55,6 +55,7 @@ class Watcher:
         except IMAP_ERRORS as e:
             log.warning("IMAP connection lost while waiting (%s): reconnecting", e)
             self._drop()
+            self.retry_at = time.monotonic() + 1.0
             return "error"
 
     def _connect(self) -> bool:
@@ -79,19 +80,22 @@ class Watcher:
         deadline = time.monotonic() + min(timeout, REISSUE)
         self.client.idle()
         outcome = "timeout"
-        try:
-            while time.monotonic() < deadline:
-                if self.stop.is_set():
-                    outcome = "stop"
-                    break
-                responses = self.client.idle_check(
-                    timeout=min(CHECK, max(deadline - time.monotonic(), 0.01))
-                )
-                if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
-                    outcome = "mail"
-                    break
-        finally:
-            self.client.idle_done()
+        while time.monotonic() < deadline:
+            if self.stop.is_set():
+                outcome = "stop"
+                break
+            wait = min(CHECK, max(deadline - time.monotonic(), 0.01))
+            started = time.monotonic()
+            responses = self.client.idle_check(timeout=wait)
+            if any(len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
+                outcome = "mail"
+                break
+            # imapclient hides end-of-file while idling: the socket is readable but no line
+            # comes. An early empty return (or a BYE) means the server is gone.
+            early = not responses and time.monotonic() - started < wait / 2
+            if early or any(r and r[0] == b"BYE" for r in responses):
+                raise ConnectionError("the server closed the connection")
+        self.client.idle_done()
         return outcome
 
     def _sleep(self, seconds: float, outcome: str) -> str:

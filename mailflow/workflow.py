@@ -144,6 +144,7 @@ def _step(t: Table, collect: SectionSpec | None) -> Step:
 def load_workflow(path: Path) -> Workflow:
     root = Table.from_file(path)
     name = root.string("name", path.stem, pattern=r"[a-z0-9][a-z0-9-]*")
+    schedule = _schedule(root.table("schedule", required=True))
     collect = None
     deadline = None
     acknowledge = ""
@@ -163,7 +164,7 @@ def load_workflow(path: Path) -> Workflow:
         name=name,
         title=root.string("title", name),
         path=path,
-        schedule=_schedule(root.table("schedule", required=True)),
+        schedule=schedule,
         steps=steps,
         collect=collect,
         deadline=deadline,

@@ -90,11 +90,12 @@ def make_config(
     The file is ``config.path``, for tests that run the ``mailflow`` command.
     """
 
-    def make(**overrides: dict[str, Any]) -> Config:
+    def make(folder: Path | None = None, **overrides: dict[str, Any]) -> Config:
+        folder = folder or tmp_path
         mailbox = new_address("mailflow")
         domain = mailbox.split("@", 1)[1]
         data: dict[str, dict[str, Any]] = {
-            "mailflow": {"database": str(tmp_path / "mailflow.db")},
+            "mailflow": {"database": str(folder / "mailflow.db")},
             "imap": {
                 "host": "127.0.0.1",
                 "port": localmail.imap_port,
@@ -111,7 +112,7 @@ def make_config(
         }
         for section, values in overrides.items():
             data.setdefault(section, {}).update(values)
-        path = tmp_path / "mailflow.toml"
+        path = folder / "mailflow.toml"
         path.write_text(toml_text(data))
         return load_config(path, ENV)
 
@@ -211,9 +212,11 @@ def programme(
         staff = [new_address("staff"), new_address("staff")]
         for address in staff:
             lines += ["[[staff]]", f'address = "{address}"', 'name = "Staff"', ""]
-        (tmp_path / "roster.toml").write_text("\n".join(lines))
-        overrides.setdefault("mailflow", {})["roster"] = str(tmp_path / "roster.toml")
-        config = make_config(**overrides)
+        # Each programme in its own folder: a test may make several.
+        folder = Path(tempfile.mkdtemp(prefix="programme-", dir=tmp_path))
+        (folder / "roster.toml").write_text("\n".join(lines))
+        overrides.setdefault("mailflow", {})["roster"] = str(folder / "roster.toml")
+        config = make_config(folder, **overrides)
         return Programme(config, localmail, members, staff)
 
     return make

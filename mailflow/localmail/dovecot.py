@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import grp
 import os
@@ -40,6 +41,14 @@ def wait_for_port(port: int, timeout: float = 10.0) -> None:
             if time.monotonic() > deadline:
                 raise LocalMailError(f"nothing answers on 127.0.0.1:{port}") from None
             time.sleep(0.01)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def find_binary(name: str) -> str:
@@ -170,21 +179,30 @@ class Dovecot:
             return None
 
     def stop(self, timeout: float = 10.0) -> None:
+        """Stop the master, then any of its processes still serving a client."""
         pid = self.pid()
-        if pid is None:
-            return
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                return
-            time.sleep(0.05)
-        os.kill(pid, signal.SIGKILL)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline and _alive(pid):
+                    time.sleep(0.05)
+                if _alive(pid):
+                    os.kill(pid, signal.SIGKILL)
+        for child in self._instance_pids():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, signal.SIGKILL)
+
+    def _instance_pids(self) -> list[int]:
+        """Processes named after this instance (``dovecot-mailflow-PORT/imap`` …)."""
+        marker = f"dovecot-mailflow-{self.imap_port}/".encode()
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if (entry / "cmdline").read_bytes().startswith(marker):
+                        found.append(int(entry.name))
+        return found
 
     def _log_tail(self, lines: int = 20) -> str:
         try:

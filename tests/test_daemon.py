@@ -1,0 +1,360 @@
+"""``mailflow run`` as a real process against real servers, with a clock the test moves.
+
+Covers: one pass (--once), a second daemon refused, SIGTERM and a second signal, replies
+ingested within seconds on IDLE, Dovecot restarted under the daemon, an SMTP server
+answering 451 for a while, downtime caught up, the Fridays after each daylight saving
+change, SIGKILL at random points of simulated weeks, and a new workflow file picked up.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mailflow.clock import FileClock
+from mailflow.localmail import clients
+
+from .conftest import ENV, ROOT, text_of
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def paris(day: str, time_: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(f"{day}T{time_}").replace(tzinfo=PARIS)
+
+
+def eventually(predicate: Callable[[], object], timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not after {timeout}s: {what}")
+        time.sleep(0.05)
+
+
+def count(database: Path, sql: str) -> int:
+    try:
+        with sqlite3.connect(database, timeout=30) as conn:
+            return int(conn.execute(sql).fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+class Daemon:
+    """A ``mailflow run`` subprocess; its stderr goes to a log file."""
+
+    def __init__(self, config_path: Path, log: Path, *args: str) -> None:
+        command = [sys.executable, "-m", "mailflow", "-c", str(config_path), "run", *args]
+        self.log = log
+        with log.open("ab") as out:
+            self.process = subprocess.Popen(
+                command, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=out
+            )
+
+    def wait_ready(self) -> Daemon:
+        eventually(lambda: "mailflow running" in self.log.read_text(), what="daemon ready")
+        return self
+
+    def signal(self, sig: int) -> None:
+        self.process.send_signal(sig)
+
+    def stop(self, timeout: float = 20) -> int:
+        """SIGTERM once the daemon runs (before that, nothing is there to stop cleanly)."""
+        if self.process.poll() is None:
+            self.wait_ready()
+            self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+
+@pytest.fixture
+def clocked(programme, tmp_path):
+    """A programme and a file clock, and a way to start daemons on them."""
+
+    def make(defis: dict[str, int], start: dt.datetime, **overrides):
+        p = programme(defis, **overrides)
+        folder = p.config.path.parent
+        clock = folder / "clock"
+        FileClock.set(clock, start)
+        started: list[Daemon] = []
+
+        def daemon(*args: str) -> Daemon:
+            log = folder / f"daemon{len(started)}.log"
+            d = Daemon(p.config.path, log, "--clock-file", str(clock), "--heartbeat", "0.2", *args)
+            started.append(d)
+            return d
+
+        def move(moment: dt.datetime) -> None:
+            FileClock.set(clock, moment)
+
+        p.daemon, p.move, p.clock, p.started = daemon, move, clock, started
+        return p
+
+    yield make
+
+
+def test_run_once_does_one_pass(clocked):
+    p = clocked({"alpha": 1}, paris("2026-11-27", "09:00"))
+    assert p.daemon("--once").process.wait(30) == 0
+    assert len(p.inbox(p.defis["alpha"][0])) == 1
+
+
+def test_logs_as_json_lines_when_asked(clocked):
+    p = clocked({"alpha": 1}, paris("2026-11-27", "09:00"))
+    d = p.daemon("--once", "--log-format", "json")
+    assert d.process.wait(30) == 0
+    lines = [json.loads(line) for line in d.log.read_text().splitlines()]
+    assert {"time", "level", "logger", "message"} <= lines[0].keys()
+    assert any("request: done" in line["message"] for line in lines)
+
+
+def test_a_second_daemon_on_the_same_database_is_refused(clocked):
+    p = clocked({"alpha": 1}, paris("2026-11-27", "08:00"))
+    first = p.daemon().wait_ready()
+    try:
+        second = p.run("run", "--once")
+        assert second.exit_code == 1
+        assert f"another mailflow daemon (pid {first.process.pid}) is running" in second.output
+    finally:
+        assert first.stop() == 0
+
+
+def test_sigterm_exits_cleanly_and_a_second_signal_at_once(clocked, localmail):
+    p = clocked({"alpha": 1, "beta": 1}, paris("2026-11-27", "08:00"))
+    d = p.daemon().wait_ready()
+    assert d.stop() == 0
+    assert "mailflow stopped" in d.log.read_text()
+
+    # Stuck delivering (the SMTP server holds the session): SIGTERM waits for the step...
+    stalled = localmail.smtp.stall(60, at="ehlo")
+    try:
+        p.move(paris("2026-11-27", "09:00"))
+        d = p.daemon()
+        assert stalled.wait(20)
+        d.signal(signal.SIGTERM)
+        time.sleep(1)
+        assert d.process.poll() is None
+        # ...a second signal exits at once, and nothing is damaged.
+        d.signal(signal.SIGTERM)
+        assert d.process.wait(5) == 128 + signal.SIGTERM
+    finally:
+        localmail.smtp.clear_failures()
+    with sqlite3.connect(p.config.database) as conn:
+        assert conn.execute("pragma integrity_check").fetchone()[0] == "ok"
+    d = p.daemon()
+    eventually(lambda: all(len(p.inbox(m[0])) == 1 for m in p.defis.values()), what="requests")
+    assert d.stop() == 0
+    assert all(len(p.inbox(m[0])) == 1 for m in p.defis.values())
+
+
+def test_replies_are_ingested_within_seconds_on_idle(programme, tmp_path):
+    p = programme({"alpha": 1})
+    p.tick("2026-11-27T09:00:00+01:00")
+    d = Daemon(p.config.path, tmp_path / "daemon.log", "--heartbeat", "600").wait_ready()
+    try:
+        a0 = p.defis["alpha"][0]
+        time.sleep(1)  # the daemon is idling now
+        start = time.monotonic()
+        p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Victoires :\nvite"), a0)
+        eventually(lambda: count(p.config.database, "select count(*) from inbound") == 1, 10)
+        assert time.monotonic() - start < 5
+    finally:
+        assert d.stop() == 0
+
+
+def test_dovecot_restarted_under_the_daemon_loses_no_reply(programme, localmail, tmp_path):
+    p = programme({"alpha": 2})
+    p.tick("2026-11-27T09:00:00+01:00")
+    d = Daemon(p.config.path, tmp_path / "daemon.log", "--heartbeat", "600").wait_ready()
+    a0, a1 = p.defis["alpha"]
+    try:
+        p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Victoires :\navant"), a0)
+        eventually(lambda: count(p.config.database, "select count(*) from inbound") == 1)
+        localmail.dovecot.stop()
+        time.sleep(2)
+        localmail.dovecot.start()
+        p.swaks(clients.gmail(p.localmail.fetch(a1)[0], a1, "B", "Victoires :\naprès"), a1)
+        eventually(lambda: count(p.config.database, "select count(*) from inbound") == 2, 30,
+                   "the reply sent after the restart")  # fmt: skip
+        assert "reconnecting" in d.log.read_text() or "cannot watch" in d.log.read_text()
+    finally:
+        assert d.stop() == 0
+    assert count(p.config.database, "select count(*) from messages") == 2
+
+
+def test_smtp_answering_451_for_a_while_delivers_everything_once(clocked, localmail):
+    p = clocked({"alpha": 1, "beta": 1, "gamma": 1}, paris("2026-11-27", "09:00"))
+    localmail.smtp.fail_next("451 4.3.2 System busy", times=5)
+    d = p.daemon().wait_ready()
+    try:
+        for minute in ("09:01", "09:02", "09:07", "09:30", "10:30"):
+            time.sleep(1)
+            p.move(paris("2026-11-27", minute))
+        eventually(lambda: all(len(p.inbox(m[0])) == 1 for m in p.defis.values()), 20)
+        time.sleep(1)
+    finally:
+        assert d.stop() == 0
+    assert [len(p.inbox(m[0])) for m in p.defis.values()] == [1, 1, 1]
+
+
+def test_down_from_eight_to_eleven_the_request_goes_at_restart(clocked):
+    p = clocked({"alpha": 1, "beta": 1}, paris("2026-11-27", "08:00"))
+    d = p.daemon().wait_ready()
+    time.sleep(1)
+    assert d.stop() == 0
+    p.move(paris("2026-11-27", "11:00"))
+    d = p.daemon()
+    eventually(lambda: all(len(p.inbox(m[0])) == 1 for m in p.defis.values()), what="request")
+    request = p.inbox(p.defis["alpha"][0])[0]
+    assert request["Date"].datetime == paris("2026-11-27", "11:00")  # sent at restart
+    a0 = p.defis["alpha"][0]
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Victoires :\nça avance"), a0)
+    p.wait_shared(1)
+    for moment in ("12:00", "15:00"):
+        p.move(paris("2026-11-27", moment))
+        time.sleep(1.5)
+    eventually(lambda: len(p.inbox(p.config.addresses.cohort)) == 1, what="digest")
+    assert d.stop() == 0
+    reminder = p.inbox(p.defis["beta"][0])[1]
+    assert reminder["Date"].datetime == paris("2026-11-27", "12:00")
+    digest = p.inbox(p.config.addresses.cohort)[0]
+    assert digest["Date"].datetime == paris("2026-11-27", "15:00")
+    assert "en retard" not in text_of(digest)
+
+
+@pytest.mark.parametrize("friday", ["2026-10-30", "2027-04-02"])
+def test_the_friday_after_a_daylight_saving_change(clocked, friday):
+    """09:00, 12:00 and 15:00 are Paris wall-clock times, in winter and in summer."""
+    p = clocked({"alpha": 1}, paris(friday, "08:59"))
+    d = p.daemon().wait_ready()
+    try:
+        time.sleep(1)
+        assert p.inbox(p.defis["alpha"][0]) == []
+        for moment in ("09:00", "11:59", "12:00", "15:00"):
+            p.move(paris(friday, moment))
+            time.sleep(1)
+        eventually(lambda: len(p.inbox(p.config.addresses.cohort)) == 1, what="digest")
+    finally:
+        assert d.stop() == 0
+    request, reminder = p.inbox(p.defis["alpha"][0])[:2]
+    digest = p.inbox(p.config.addresses.cohort)[0]
+    for msg, hour in ((request, 9), (reminder, 12), (digest, 15)):
+        local = msg["Date"].datetime.astimezone(PARIS)
+        assert (local.date().isoformat(), local.hour) == (friday, hour)
+
+
+def test_a_new_workflow_file_is_picked_up_without_code_changes(clocked, tmp_path):
+    workflows, templates = tmp_path / "workflows", tmp_path / "templates"
+    shutil.copytree(ROOT / "workflows", workflows)
+    shutil.copytree(ROOT / "templates", templates)
+    p = clocked({"alpha": 1}, paris("2026-11-23", "08:00"),
+                mailflow={"workflows": str(workflows), "templates": str(templates)})  # fmt: skip
+    d = p.daemon().wait_ready()
+    try:
+        (templates / "hello").mkdir()
+        (templates / "hello" / "monday.fr.txt.j2").write_text(
+            "Subject: Bonne semaine {{ defi.name }}\nBonjour l'équipe {{ defi.name }} !\n"
+        )
+        (workflows / "hello.toml").write_text(
+            '[schedule]\nevery = "week"\nday = "monday"\n\n[[steps]]\nid = "hello"\n'
+            'at = "10:00"\naction = "send"\ntemplate = "hello/monday"\nto = "each_defi"\n'
+        )
+        eventually(lambda: "workflows reloaded: " in d.log.read_text(), 10, "reload")
+        p.move(paris("2026-11-23", "10:00"))
+        eventually(lambda: len(p.inbox(p.defis["alpha"][0])) == 1, what="the new workflow's mail")
+    finally:
+        assert d.stop() == 0
+    assert str(p.inbox(p.defis["alpha"][0])[0]["Subject"]) == "Bonne semaine Alpha"
+
+
+def test_a_wrong_workflow_file_stops_the_daemon_before_it_starts(programme, tmp_path):
+    workflows = tmp_path / "workflows"
+    shutil.copytree(ROOT / "workflows", workflows)
+    (workflows / "broken.toml").write_text('[schedule]\nevery = "week"\nday = "funday"\n')
+    p = programme({"alpha": 1}, mailflow={"workflows": str(workflows)})
+    result = p.run("run", "--once")
+    assert result.exit_code == 2
+    assert "broken.toml: schedule.day: expected a weekday" in result.output
+
+
+WEEK = [  # (instant, who replies just after it)
+    (paris("2026-11-27", "08:00"), None),
+    (paris("2026-11-27", "09:00"), "alpha"),
+    (paris("2026-11-27", "10:00"), None),
+    (paris("2026-11-27", "12:00"), "beta"),
+    (paris("2026-11-27", "14:00"), None),
+    (paris("2026-11-27", "14:30"), None),
+    (paris("2026-11-27", "15:00"), "gamma"),  # after the digest: late
+    (paris("2026-11-30", "09:00"), None),
+    (paris("2026-12-04", "09:00"), None),
+    (paris("2026-12-04", "15:00"), None),
+]
+
+
+def _week_with_a_kill(p, rng) -> int:
+    """Play WEEK, killing the daemon once at a random point; returns the number of kills."""
+    kill_at = rng.randrange(len(WEEK))
+    replied = 0
+    d = p.daemon()
+    for i, (moment, replier) in enumerate(WEEK):
+        p.move(moment)
+        time.sleep(0.3)
+        if i == kill_at:
+            time.sleep(rng.uniform(0.0, 0.5))
+            d.kill()
+            d = p.daemon()
+        if replier:
+            member = p.defis[replier][0]
+            request = p.localmail.wait_for(member, 1, timeout=20)[0]
+            p.swaks(
+                clients.gmail(request, member, replier, f"Victoires :\n{replier} avance"), member
+            )
+            replied += 1
+            p.wait_shared(replied)
+    time.sleep(1)
+    d.stop()
+    return replied
+
+
+def test_sigkill_at_random_points_of_twenty_simulated_weeks(clocked):
+    """Every reply stored once; no mail twice, but for the one in flight at a kill."""
+    rng = random.Random(20261127)
+    for trial in range(20):
+        p = clocked({"alpha": 1, "beta": 1, "gamma": 1, "delta": 1}, WEEK[0][0])
+        replied = _week_with_a_kill(p, rng)
+        # Whatever is left (a step due just before the kill, a mail in flight) completes.
+        d = p.daemon()
+        cohort = p.config.addresses.cohort
+        eventually(lambda p=p: len(p.inbox(cohort)) >= 2, 20, f"trial {trial}")
+        time.sleep(0.5)
+        assert d.stop() == 0
+        db = p.config.database
+        assert count(db, "select count(*) from inbound where kind = 'answer'") == replied
+        assert count(db, "select count(*) from messages") == replied
+        assert count(db, "select count(*) from outbox where status != 'sent'") == 0
+        received = [m for members in p.defis.values() for m in p.inbox(members[0])]
+        received += p.inbox(p.config.addresses.cohort)
+        ids = Counter(m["Message-ID"] for m in received)
+        expected = count(db, "select count(*) from outbox where recipient not in ('staff')")
+        assert len(ids) == expected, f"trial {trial}"
+        assert sum(n - 1 for n in ids.values()) <= 1, f"trial {trial}: {ids.most_common(3)}"
+        # gamma answers once the 15:00 digest is due: late if it went out before the answer
+        # was read, counted if a kill delayed it; either way shown once.
+        digests = [text_of(m) for m in p.inbox(p.config.addresses.cohort)]
+        assert sum("gamma avance" in t for t in digests) == 1, f"trial {trial}"
