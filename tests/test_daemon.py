@@ -341,7 +341,7 @@ def test_sigkill_at_random_points_of_twenty_simulated_weeks(clocked):
         # Whatever is left (a step due just before the kill, a mail in flight) completes.
         d = p.daemon()
         cohort = p.config.addresses.cohort
-        eventually(lambda p=p: len(p.inbox(cohort)) >= 2, 20, f"trial {trial}")
+        eventually(lambda p=p, cohort=cohort: len(p.inbox(cohort)) >= 2, 20, f"trial {trial}")
         time.sleep(0.5)
         assert d.stop() == 0
         db = p.config.database
