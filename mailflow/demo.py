@@ -101,10 +101,10 @@ def _play(engine: Engine, servers: LocalMail, friday: dt.date, say: Callable[[st
     roster = (
         {d.id: d for d in load_roster(engine.config.roster).defis} if engine.config.roster else {}
     )
-    instants = sorted({due_at(s, day, tz) for s in workflow.steps})
+    instants = sorted({due_at(s, day, tz, workflow.schedule) for s in workflow.steps})
     if workflow.deadline:
         instants = sorted({*instants, dt.datetime.combine(day, workflow.deadline, tzinfo=tz)})
-    by_time = {due_at(s, day, tz): s.id for s in workflow.steps}
+    by_time = {due_at(s, day, tz, workflow.schedule): s.id for s in workflow.steps}
     for instant in instants:
         report = engine.tick(instant)
         say(f"\n{instant:%H:%M} tick")

@@ -164,7 +164,7 @@ class Engine:
                 if day is None or (workflow.name, occurrence) in skipped:
                     continue
                 for step in workflow.steps:
-                    due = due_at(step, day, tz)
+                    due = due_at(step, day, tz, workflow.schedule)
                     key = (workflow.name, occurrence, step.id)
                     if installed <= due <= now and key not in done:
                         result.append((Occurrence(workflow, occurrence, day), due, step.id))
@@ -181,7 +181,11 @@ class Engine:
                                                  today + dt.timedelta(days=ahead)):  # fmt: skip
                 day = occurrence_day(workflow.schedule, occurrence)
                 if day is not None:
-                    candidates += [d for s in workflow.steps if (d := due_at(s, day, tz)) > now]
+                    candidates += [
+                        d
+                        for s in workflow.steps
+                        if (d := due_at(s, day, tz, workflow.schedule)) > now
+                    ]
         row = self.db.execute(
             "select min(next_attempt_at) from outbox"
             " where status = 'queued' and next_attempt_at > ?",

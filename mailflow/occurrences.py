@@ -102,7 +102,16 @@ def occurrences_around(schedule: Schedule, start: dt.date, end: dt.date) -> Iter
         day += dt.timedelta(days=1 if schedule.every == "week" else 7)
 
 
-def due_at(step: Step, day: dt.date, tz: ZoneInfo) -> dt.datetime:
-    """The instant a step is due for an occurrence on ``day``, a wall-clock time in ``tz``."""
-    local = dt.datetime.combine(day - dt.timedelta(days=step.days_before), step.at)
-    return local.replace(tzinfo=tz)
+def due_at(step: Step, day: dt.date, tz: ZoneInfo, schedule: Schedule | None = None) -> dt.datetime:
+    """The instant a step is due for an occurrence on ``day``, a wall-clock time in ``tz``.
+
+    ``days_before`` counts calendar days, or working days of ``schedule`` when the step
+    says ``working_days``.
+    """
+    date = day - dt.timedelta(days=step.days_before)
+    if step.working_days and schedule is not None:
+        date, left = day, step.days_before
+        while left:
+            date -= dt.timedelta(days=1)
+            left -= is_working_day(schedule, date)
+    return dt.datetime.combine(date, step.at).replace(tzinfo=tz)

@@ -127,7 +127,7 @@ def preview(
         workflow.schedule, occurrence
     )
     occ = Occurrence(workflow, occurrence, day)
-    due = due_at(step, day, engine.config.timezone)
+    due = due_at(step, day, engine.config.timezone, workflow.schedule)
     now = dt.datetime.now(dt.UTC)
     context = base_context(engine.config, occ, due, now, late=False)
     if step.action == "digest":

@@ -51,6 +51,7 @@ class Step:
     only: str = ""
     unless_empty: tuple[str, ...] = ()
     days_before: int = 0
+    working_days: bool = False
     grace: dt.timedelta = dt.timedelta(hours=2)
     when_late: str = "skip"
 
@@ -127,6 +128,7 @@ def _step(t: Table, collect: SectionSpec | None) -> Step:
         only=t.string("only", "", choices=FILTERS),
         unless_empty=t.strings("unless_empty", ()),
         days_before=t.integer("days_before", 0, min=0, max=60),
+        working_days=t.boolean("working_days", False),
         grace=t.duration("grace", dt.timedelta(hours=2)),
         when_late=t.string("when_late", "skip", choices=WHEN_LATE),
     )

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 
 from mailflow import tokens
 from mailflow.localmail import clients
 
-from .conftest import text_of
+from .conftest import ROOT, text_of
 
 FRIDAY = "2026-11-27"  # week 48
 
@@ -267,3 +268,29 @@ def test_tick_uses_the_programme_time_zone_for_naive_instants(programme):
     engine = p.engine()
     row = engine.db.execute("select due_at from runs").fetchone()
     assert dt.datetime.fromisoformat(row[0]) == dt.datetime(2026, 11, 27, 8, 0, tzinfo=dt.UTC)
+
+
+def test_the_gazette_asks_the_staff_and_sends_their_news_to_the_cohort(programme, tmp_path):
+    workflows = tmp_path / "only-gazette"
+    workflows.mkdir()
+    shutil.copy(ROOT / "workflows" / "gazette.toml", workflows)
+    p = programme({"alpha": 1}, mailflow={"workflows": str(workflows)})
+    s0, s1 = p.staff
+    # November 2026: the last working day is Monday the 30th; five working days before
+    # is Monday the 23rd, two working days before is Thursday the 26th.
+    assert "gazette 2026-11 request: done, 2 queued" in p.tick("2026-11-23T10:00:00+01:00").output
+    request = p.inbox(s0)[0]
+    assert "La gazette de novembre 2026" in str(request["Subject"])
+    p.swaks(clients.thunderbird(p.localmail.fetch(s0)[0], s0, "Staff Zero", (
+        "Nouvelles :\nLe bootcamp de janvier est confirmé à Lyon.\n\nBravo :\nÀ l'équipe Alpha"
+        " pour sa mise en production !"
+    )), s0)  # fmt: skip
+    p.wait_shared(1)
+    p.tick("2026-11-26T10:00:00+01:00")
+    assert [len(p.inbox(s)) for s in (s0, s1)] == [1, 2]  # the reminder only to who did not answer
+    p.tick("2026-11-30T16:00:00+01:00")
+    [gazette] = p.inbox(p.config.addresses.cohort)
+    text = text_of(gazette)
+    assert "Le bootcamp de janvier est confirmé à Lyon." in text
+    assert "(Staff)" in text and "mise en production" in text
+    assert text.index("NOUVELLES") < text.index("BRAVO") and "AGENDA" not in text
