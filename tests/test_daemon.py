@@ -24,7 +24,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from click.testing import CliRunner
 
+from mailflow.cli import cli
 from mailflow.clock import FileClock
 from mailflow.localmail import clients
 
@@ -358,3 +360,36 @@ def test_sigkill_at_random_points_of_twenty_simulated_weeks(clocked):
         # was read, counted if a kill delayed it; either way shown once.
         digests = [text_of(m) for m in p.inbox(p.config.addresses.cohort)]
         assert sum("gamma avance" in t for t in digests) == 1, f"trial {trial}"
+
+
+def test_without_idle_the_daemon_polls(programme, tmp_path):
+    p = programme({"alpha": 1}, imap={"idle": False})
+    p.tick("2026-11-27T09:00:00+01:00")
+    d = Daemon(p.config.path, tmp_path / "poll.log", "--heartbeat", "1").wait_ready()
+    try:
+        a0 = p.defis["alpha"][0]
+        p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Victoires :\nsans IDLE"), a0)
+        eventually(lambda: count(p.config.database, "select count(*) from inbound") == 1, 10)
+    finally:
+        assert d.stop() == 0
+
+
+def test_doctor_says_what_is_wrong_in_plain_words(programme, make_config):
+    p = programme({"alpha": 1})
+    result = p.run("doctor")
+    assert result.exit_code == 0, result.output
+    expected = [
+        "ok   config", "ok   database", "ok   workflows and templates",
+        "ok   roster: 1 défis, 2 staff members", "ok   IMAP: logged in as", "ok   SMTP",
+    ]  # fmt: skip
+    for line in expected:
+        assert line in result.output
+    wrong = CliRunner().invoke(
+        cli, ["-c", str(p.config.path), "doctor"],
+        env={**ENV, "MAILFLOW_IMAP_PASSWORD": "wrong"},
+    )  # fmt: skip
+    assert wrong.exit_code == 1
+    assert "FAIL IMAP: IMAP 127.0.0.1:" in wrong.output and "login refused" in wrong.output
+    down = make_config(smtp={"port": 1})
+    result = CliRunner().invoke(cli, ["-c", str(down.path), "doctor"], env=ENV)
+    assert "FAIL SMTP: SMTP 127.0.0.1:1: cannot connect" in result.output
