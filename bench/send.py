@@ -169,7 +169,7 @@ def bench_digest(folder: Path) -> None:
         context = base_context(
             engine.config, Occurrence(workflow, occurrence, day), now, now, False
         )
-        context |= digest_context(db, workflow, occurrence, day)
+        context |= digest_context(db, workflow, occurrence, day, engine.config.timezone)
         context |= {"language": "fr", "recipient": "cohort", "defi": None}
         rendered = engine.renderer.render(step.template, "fr", context)
         times.append(time.perf_counter() - start)

@@ -17,6 +17,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
@@ -33,6 +34,9 @@ from .roster import (
     staff_respondent,
 )
 from .steps import Answer
+
+if TYPE_CHECKING:
+    from .alias import Handled
 from .workflow import Workflow
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ def pending_messages(db: sqlite_utils.Database) -> Iterable[tuple[int, ParsedMes
 
 
 Receipt = Callable[[Answer], Outgoing]
+AliasDesk = Callable[[sqlite_utils.Database, int, ParsedMessage, dt.datetime], "Handled | None"]
 
 
 def handle_inbound(
@@ -74,6 +79,7 @@ def handle_inbound(
     secret: str,
     now: dt.datetime,
     receipt: Receipt | None = None,
+    desk: AliasDesk | None = None,
 ) -> InboundReport:
     """Decide, once, what every parsed message not handled yet is.
 
@@ -83,12 +89,20 @@ def handle_inbound(
     report = InboundReport()
     by_name = {w.name: w for w in workflows if w.collect is not None}
     for message, parsed in pending_messages(db):
-        verdict = judge(db, by_name, secret, parsed)
-        mail = _receipt(by_name, verdict, parsed, message, receipt)
-        with transaction(db):
-            _record(db, message, parsed, verdict, now)
-            if mail is not None:
-                queue(db, mail, now)
+        handled = desk(db, message, parsed, now) if desk is not None else None
+        if handled is not None:
+            verdict = Verdict(handled.kind, handled.status)
+            with transaction(db):
+                _record(db, message, parsed, verdict, now)
+                for mail in handled.act(db):
+                    queue(db, mail, now)
+        else:
+            verdict = judge(db, by_name, secret, parsed)
+            receipt_mail = _receipt(by_name, verdict, parsed, message, receipt)
+            with transaction(db):
+                _record(db, message, parsed, verdict, now)
+                if receipt_mail is not None:
+                    queue(db, receipt_mail, now)
         report.handled += 1
         report.kinds[verdict.kind] = report.kinds.get(verdict.kind, 0) + 1
     return report

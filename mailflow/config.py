@@ -91,6 +91,15 @@ class Security:
 
 
 @dataclass(frozen=True)
+class EventSources:
+    """Where events come from: a planning file and an iCalendar file or URL (both optional)."""
+
+    planning: Path | None = None
+    calendar: str = ""
+    audience: str = "everyone"  # of calendar events without X-MAILFLOW-AUDIENCE
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything mailflow needs to run, loaded once and never mutated."""
 
@@ -105,6 +114,7 @@ class Config:
     smtp: SmtpConfig
     addresses: Addresses
     security: Security
+    events: EventSources = field(default_factory=EventSources)
 
 
 def find_config(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Path:
@@ -148,6 +158,18 @@ def config_from_table(
     smtp = _smtp(root.table("smtp", required=True), env)
     addresses = _addresses(root.table("addresses", required=True))
     security = _security(root.table("security"), env)
+    events_table = root.table("events")
+    planning = events_table.string("planning", "")
+    calendar = events_table.string("calendar", "")
+    events = EventSources(
+        planning=resolve(planning) if planning else None,
+        calendar=calendar if calendar.startswith(("http://", "https://")) or not calendar
+        else str(resolve(calendar)),
+        audience=events_table.string(
+            "audience", "everyone", choices=("entrepreneurs", "mentors", "staff", "everyone")
+        ),
+    )  # fmt: skip
+    events_table.done()
     return Config(
         path=file,
         database=database,
@@ -160,6 +182,7 @@ def config_from_table(
         smtp=smtp,
         addresses=addresses,
         security=security,
+        events=events,
     )
 
 

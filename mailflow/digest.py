@@ -14,11 +14,15 @@ import datetime as dt
 import json
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from .events import upcoming
 from .roster import defi_respondent, respondent_info, stored_roster
 from .workflow import Workflow
+
+UPCOMING = dt.timedelta(weeks=4)  # how far ahead a digest lists the key dates
 
 
 @dataclass(frozen=True)
@@ -86,7 +90,11 @@ def _late(
 
 
 def digest_context(
-    db: sqlite_utils.Database, workflow: Workflow, occurrence: str, day: dt.date
+    db: sqlite_utils.Database,
+    workflow: Workflow,
+    occurrence: str,
+    day: dt.date,
+    tz: ZoneInfo,
 ) -> dict[str, Any]:
     roster = stored_roster(db)
     asked_ids = asked(db, workflow, occurrence) or [
@@ -127,7 +135,26 @@ def digest_context(
         "answered": len(blocks),
         "all_answered": not missing and bool(asked_ids),
         "flags": open_flags(db),
+        "events": _coming_events(db, day, tz),
+        "announcements": _announcements(db, workflow.name, occurrence),
     }
+
+
+def _coming_events(db: sqlite_utils.Database, day: dt.date, tz: ZoneInfo) -> list[dict[str, Any]]:
+    """Events of the coming weeks, for the key dates of a digest."""
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+    return [e.as_context(tz) for e in upcoming(db, start, start + UPCOMING)]
+
+
+def _announcements(
+    db: sqlite_utils.Database, workflow: str, occurrence: str
+) -> list[dict[str, str]]:
+    rows = db.execute(
+        "select text, author, created_at from announcements where workflow = ?"
+        " and (shown_in is null or shown_in = ?) order by id",
+        [workflow, occurrence],
+    )
+    return [{"text": r[0], "author": r[1], "created_at": r[2]} for r in rows]
 
 
 def open_flags(db: sqlite_utils.Database) -> list[dict[str, str]]:
@@ -138,12 +165,18 @@ def open_flags(db: sqlite_utils.Database) -> list[dict[str, str]]:
     return [{"address": r[0], "kind": r[1], "detail": r[2], "created_at": r[3]} for r in rows]
 
 
-def mark_shown(db: sqlite_utils.Database, workflow: str, occurrence: str) -> None:
-    """Late answers shown by this occurrence's digest are not shown again."""
+def mark_shown(db: sqlite_utils.Database, workflow: str, occurrence: str, to_staff: bool) -> None:
+    """Late answers and announcements shown to the cohort by this digest are not shown again."""
+    if to_staff:
+        return
     db.execute(
         "update inbound set shown_in = ? where kind = 'answer' and status = 'late'"
         " and workflow = ? and occurrence != ? and shown_in is null",
         [occurrence, workflow, occurrence],
+    )
+    db.execute(
+        "update announcements set shown_in = ? where workflow = ? and shown_in is null",
+        [occurrence, workflow],
     )
 
 

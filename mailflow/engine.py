@@ -12,26 +12,39 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import sqlite_utils
 
 from . import tokens
+from .alias import Desk
 from .answers import InboundReport, handle_inbound
+from .commands import Vocabulary
 from .config import Config
 from .db import open_db, transaction
 from .errors import MailflowError, MailServerError
+from .events import Event, get_event, load_ics, load_planning, sync_events, upcoming
 from .ingest import IngestReport, ingest
 from .occurrences import due_at, occurrence_day, occurrences_around
-from .outbox import Outgoing, iso
+from .outbox import Outgoing, iso, queue
 from .render import Renderer, build_message
 from .roster import Roster, load_roster, sync_roster
 from .send import DeliveryReport, deliver
-from .steps import Answer, Occurrence, StepRun, acknowledgement, run_step
-from .workflow import load_workflows, merged_spec
+from .steps import (
+    Answer,
+    Occurrence,
+    StepRun,
+    acknowledgement,
+    base_context,
+    build_mails,
+    run_step,
+)
+from .workflow import Step, Workflow, load_workflows, merged_spec
 
 log = logging.getLogger(__name__)
 
 LOOKBACK = dt.timedelta(days=14)
+CALENDAR_REFRESH = dt.timedelta(minutes=15)
 
 
 @dataclass
@@ -55,6 +68,11 @@ class Engine:
         self.spec = merged_spec(self.workflows)
         self.secret = tokens.secret_for(self.db, config.security.secret)
         self._roster_mtime: float | None = None
+        self._event_stamps: dict[str, object] = {}
+        self.desk = Desk(
+            config, self.renderer, self.secret, lambda: self.workflows,
+            Vocabulary.load(config.templates_dir / "commands.toml"),
+        )  # fmt: skip
         self.check_templates()
         self.sync_roster()
 
@@ -69,6 +87,7 @@ class Engine:
         except MailflowError:
             self.workflows, self.renderer = previous
             raise
+        self.desk.renderer = renderer
         self.spec = merged_spec(workflows)
 
     def check_templates(self) -> None:
@@ -76,9 +95,13 @@ class Engine:
         languages = {self.config.language} | {w.language for w in self.workflows if w.language}
         if self.config.roster and self.config.roster.exists():
             languages |= {d.language for d in load_roster(self.config.roster).defis if d.language}
+        for name in ("commands/reply", "commands/refused", "system/failures"):
+            for language in sorted(languages):
+                self.renderer.check(name, language)
         for workflow in self.workflows:
             templates = [s.template for s in workflow.steps]
             templates += [workflow.acknowledge] if workflow.acknowledge else []
+            templates += [t for t in (workflow.update_template, workflow.cancel_template) if t]
             for template in templates:
                 for language in sorted(languages):
                     self.renderer.check(template, language)
@@ -97,6 +120,89 @@ class Engine:
         self._roster_mtime = mtime
         return roster
 
+    def sync_events(self, now: dt.datetime, report: TickReport | None = None) -> list[str]:
+        """Reload the planning file and the calendar when they changed (the URL every 15 min)."""
+        sources = self.config.events
+        found: list[Event] = []
+        loaded: set[str] = set()
+        tz, domain = self.config.timezone, self.config.addresses.message_id_domain
+        try:
+            if sources.planning is not None:
+                mtime = sources.planning.stat().st_mtime if sources.planning.exists() else None
+                if mtime != self._event_stamps.get("planning"):
+                    found += load_planning(sources.planning, tz, domain)
+                    loaded.add("planning")
+                    self._event_stamps["planning"] = mtime
+            if sources.calendar:
+                stamp = self._calendar_stamp(now)
+                if stamp != self._event_stamps.get("ics"):
+                    found += load_ics(sources.calendar, tz, sources.audience)
+                    loaded.add("ics")
+                    self._event_stamps["ics"] = stamp
+        except MailflowError as e:  # a source that cannot be read leaves its events as they were
+            log.error("events: %s", e)
+            if report is not None:
+                report.errors.append(str(e))
+        if not loaded:
+            return []
+        changes = sync_events(self.db, found, loaded, now)
+        for change in changes:
+            log.info("event %s", change)
+        return changes
+
+    def _calendar_stamp(self, now: dt.datetime) -> object:
+        location = self.config.events.calendar
+        if location.startswith(("http://", "https://")):
+            return int(now.timestamp() // CALENDAR_REFRESH.total_seconds())
+        path = Path(location)
+        return path.stat().st_mtime if path.exists() else None
+
+    def notify_event_changes(self, now: dt.datetime) -> int:
+        """Send updates and cancellations of events whose invitations already went out."""
+        rows = self.db.execute(
+            "select id, event, sequence, change, detail from event_changes"
+            " where notified_at is null order by id"
+        ).fetchall()
+        queued = 0
+        for change_id, event_id, sequence, change, detail in rows:
+            event = get_event(self.db, event_id)
+            mails: list[Outgoing] = []
+            if event is not None and change != "created":
+                for workflow in self.workflows:
+                    mails += self._change_mails(workflow, event, change, sequence, detail, now)
+            with transaction(self.db):
+                for mail in mails:
+                    queued += queue(self.db, mail, now)
+                self.db.execute(
+                    "update event_changes set notified_at = ? where id = ?", [iso(now), change_id]
+                )
+        return queued
+
+    def _change_mails(
+        self, workflow: Workflow, event: Event, change: str, sequence: int, detail: str,
+        now: dt.datetime,
+    ) -> list[Outgoing]:  # fmt: skip
+        template = workflow.cancel_template if change == "cancelled" else workflow.update_template
+        kinds = workflow.schedule.kinds
+        if (
+            workflow.schedule.every != "event"
+            or not template
+            or (kinds and event.kind not in kinds)
+        ):
+            return []
+        occ = Occurrence(workflow, f"ev-{event.id}", event.local_day(self.config.timezone), event)
+        announced = self.db.execute(
+            "select 1 from runs where workflow = ? and occurrence = ? and status != 'skipped'",
+            [workflow.name, occ.id],
+        ).fetchone()
+        if not announced:
+            return []  # the next reminder will carry the new details
+        step = Step(f"{change}{sequence}", now.time(), "invite", template, "attendees")
+        context = base_context(self.config, occ, now, now, False)
+        context["change"] = {"kind": change, "detail": detail}
+        return build_mails(self.db, self.config, self.renderer, self.secret, occ, step,
+                           "attendees", context, now)  # fmt: skip
+
     def installed_at(self, now: dt.datetime) -> dt.datetime:
         """The first tick's instant: occurrences due before it are history, not missed work."""
         row = self.db.execute("select value from settings where key = 'installed_at'").fetchone()
@@ -113,6 +219,7 @@ class Engine:
         now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         report = TickReport(now)
         self.sync_roster()
+        self.sync_events(now, report)
         if fetch:
             try:
                 report.ingest = ingest(self.db, self.config.imap, self.spec)
@@ -120,13 +227,11 @@ class Engine:
                 report.errors.append(str(e))
                 log.error("ingest: %s", e)
         report.inbound = handle_inbound(
-            self.db,
-            self.workflows,
-            self.secret,
-            now,
-            receipt=lambda answer: self.receipt(answer, now),
-        )
+            self.db, self.workflows, self.secret, now,
+            receipt=lambda answer: self.receipt(answer, now), desk=self.desk.handle,
+        )  # fmt: skip
         report.steps = self.run_due(now, report)
+        self.notify_event_changes(now)
         report.delivery = deliver(self.db, self.config.smtp, now)
         if self.report_failures(now):
             more = deliver(self.db, self.config.smtp, now)
@@ -138,11 +243,47 @@ class Engine:
     def receipt(self, answer: Answer, now: dt.datetime) -> Outgoing:
         return acknowledgement(self.db, self.config, self.renderer, self.secret, answer, now)
 
+    def occurrences(self, workflow: Workflow, start: dt.date, end: dt.date) -> list[Occurrence]:
+        """The occurrences of a workflow whose day lies between ``start`` and ``end``.
+
+        For an event workflow, one per confirmed event of its kinds starting in that span.
+        """
+        tz = self.config.timezone
+        if workflow.schedule.every == "event":
+            begin = dt.datetime.combine(start, dt.time(0), tzinfo=tz)
+            finish = dt.datetime.combine(end + dt.timedelta(days=1), dt.time(0), tzinfo=tz)
+            kinds = workflow.schedule.kinds
+            return [
+                Occurrence(workflow, f"ev-{e.id}", e.local_day(tz), e)
+                for e in upcoming(self.db, begin, finish)
+                if begin <= e.starts < finish and (not kinds or e.kind in kinds)
+            ]
+        found = []
+        # A holiday moves an occurrence earlier than its nominal day: look a week ahead.
+        for occurrence in occurrences_around(workflow.schedule, start, end + dt.timedelta(days=7)):
+            day = occurrence_day(workflow.schedule, occurrence)
+            if day is not None and start <= day <= end + dt.timedelta(days=7):
+                found.append(Occurrence(workflow, occurrence, day))
+        return found
+
+    def _candidates(
+        self, now: dt.datetime, back: dt.timedelta
+    ) -> list[tuple[Occurrence, Step, dt.datetime]]:
+        tz = self.config.timezone
+        today = now.astimezone(tz).date()
+        result = []
+        for workflow in self.workflows:
+            ahead = dt.timedelta(days=max(s.days_before for s in workflow.steps) + 14)
+            for occ in self.occurrences(
+                workflow, (now - back).astimezone(tz).date(), today + ahead
+            ):
+                for step in workflow.steps:
+                    result.append((occ, step, due_at(step, occ.day, tz, workflow.schedule)))
+        return result
+
     def due_steps(self, now: dt.datetime) -> list[tuple[Occurrence, dt.datetime, str]]:
         """(occurrence, due instant, step id) for every step due by ``now`` that has not run."""
-        tz = self.config.timezone
         installed = self.installed_at(now)
-        today = now.astimezone(tz).date()
         done = {
             (w, o, s)
             for w, o, s in self.db.execute(
@@ -154,38 +295,18 @@ class Engine:
             tuple(r)
             for r in self.db.execute("select workflow, occurrence from skipped_occurrences")
         }
-        result = []
-        for workflow in self.workflows:
-            # A holiday moves an occurrence earlier than its nominal day: look a week ahead.
-            ahead = max(s.days_before for s in workflow.steps) + 7
-            start, end = today - LOOKBACK, today + dt.timedelta(days=ahead)
-            for occurrence in occurrences_around(workflow.schedule, start, end):
-                day = occurrence_day(workflow.schedule, occurrence)
-                if day is None or (workflow.name, occurrence) in skipped:
-                    continue
-                for step in workflow.steps:
-                    due = due_at(step, day, tz, workflow.schedule)
-                    key = (workflow.name, occurrence, step.id)
-                    if installed <= due <= now and key not in done:
-                        result.append((Occurrence(workflow, occurrence, day), due, step.id))
+        result = [
+            (occ, due, step.id)
+            for occ, step, due in self._candidates(now, LOOKBACK)
+            if installed <= due <= now
+            and (occ.workflow.name, occ.id, step.id) not in done
+            and (occ.workflow.name, occ.id) not in skipped
+        ]
         return sorted(result, key=lambda r: (r[1], r[0].workflow.name))
 
     def next_due(self, now: dt.datetime) -> dt.datetime | None:
         """The next instant after ``now`` when a step is due or a mail is to be retried."""
-        tz = self.config.timezone
-        today = now.astimezone(tz).date()
-        candidates = []
-        for workflow in self.workflows:
-            ahead = max(s.days_before for s in workflow.steps) + 14
-            for occurrence in occurrences_around(workflow.schedule, today - dt.timedelta(days=7),
-                                                 today + dt.timedelta(days=ahead)):  # fmt: skip
-                day = occurrence_day(workflow.schedule, occurrence)
-                if day is not None:
-                    candidates += [
-                        d
-                        for s in workflow.steps
-                        if (d := due_at(s, day, tz, workflow.schedule)) > now
-                    ]
+        candidates = [due for _, _, due in self._candidates(now, dt.timedelta(days=1)) if due > now]
         row = self.db.execute(
             "select min(next_attempt_at) from outbox"
             " where status = 'queued' and next_attempt_at > ?",
@@ -242,8 +363,6 @@ class Engine:
             f"system:failures:{rows[0][0]}-{rows[-1][0]}", "system", token.occurrence, "failures",
             "staff", tuple(to), self.config.addresses.sender, message_id, rendered.subject, raw,
         )  # fmt: skip
-        from .outbox import queue
-
         with transaction(self.db):
             queue(self.db, mail, now)
             marks = ",".join("?" * len(rows))

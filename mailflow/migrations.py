@@ -184,7 +184,83 @@ def _workflows(db: sqlite_utils.Database) -> None:
     )
 
 
+def _events_and_alias(db: sqlite_utils.Database) -> None:
+    """Events with their change history, mentors, announcements, commands by mail, help."""
+    _script(
+        db,
+        """
+        create table mentors (
+            address text primary key,
+            name text not null default '',
+            defis text not null default ''
+        );
+        -- Events from the planning file, an ICS feed or a command; ``sequence`` grows with
+        -- every significant change, as iCalendar's SEQUENCE does.
+        create table events (
+            id text primary key,
+            uid text not null unique,
+            kind text not null,
+            title text not null,
+            starts text not null,
+            ends text not null,
+            all_day integer not null default 0,
+            place text not null default '',
+            theme text not null default '',
+            agenda text not null default '',
+            audience text not null,
+            source text not null,
+            status text not null default 'confirmed' check (status in ('confirmed', 'cancelled')),
+            sequence integer not null default 0,
+            fingerprint text not null,
+            updated_at text not null
+        );
+        create index events_starts on events (starts);
+        create table event_changes (
+            id integer primary key,
+            event text not null references events (id),
+            sequence integer not null,
+            change text not null,
+            detail text not null,
+            created_at text not null,
+            notified_at text
+        );
+        create table announcements (
+            id integer primary key,
+            workflow text not null,
+            text text not null,
+            author text not null,
+            message integer references messages (id),
+            created_at text not null,
+            shown_in text
+        );
+        -- Every command received by mail, executed or not, with its outcome.
+        create table commands (
+            message integer primary key references messages (id),
+            sender text not null,
+            verb text,
+            arguments text not null default '{}',
+            status text not null check (status in ('done', 'failed', 'refused')),
+            outcome text not null,
+            created_at text not null
+        );
+        -- Mail to the alias that asks the staff something, until a staff member answers.
+        create table help_requests (
+            message integer primary key references messages (id),
+            sender text not null,
+            respondent text,
+            subject text not null,
+            message_id text,
+            received_at text not null,
+            answered_at text,
+            answered_by text,
+            reminded_in text
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_mailbox", _mailbox),
     ("0002_workflows", _workflows),
+    ("0003_events_and_alias", _events_and_alias),
 ]

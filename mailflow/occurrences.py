@@ -37,7 +37,9 @@ def is_working_day(schedule: Schedule, day: dt.date) -> bool:
 
 
 def occurrence_id(schedule: Schedule, day: dt.date) -> str:
-    """The occurrence a nominal day belongs to."""
+    """The occurrence a nominal day belongs to (event occurrences are named by their event)."""
+    if schedule.every == "day":
+        return day.isoformat()
     if schedule.every == "week":
         year, week, _ = day.isocalendar()
         return f"{year}-W{week:02d}"
@@ -46,6 +48,8 @@ def occurrence_id(schedule: Schedule, day: dt.date) -> str:
 
 def nominal_day(schedule: Schedule, occurrence: str) -> dt.date:
     """The scheduled day of an occurrence, before any holiday shift."""
+    if schedule.every == "day":
+        return dt.date.fromisoformat(occurrence)
     if schedule.every == "week":
         iso_year, iso_week = occurrence.split("-W")
         weekday = WEEKDAYS.index(schedule.day) + 1
@@ -72,6 +76,8 @@ def occurrence_day(schedule: Schedule, occurrence: str) -> dt.date | None:
     if occurrence in schedule.skip:
         return None
     day = nominal_day(schedule, occurrence)
+    if schedule.every == "day":  # every working day
+        return day if is_working_day(schedule, day) else None
     if (schedule.start and day < schedule.start) or (schedule.end and day > schedule.end):
         return None
     if is_working_day(schedule, day) or schedule.on_holiday == "keep":
@@ -99,7 +105,7 @@ def occurrences_around(schedule: Schedule, start: dt.date, end: dt.date) -> Iter
             nominal = nominal_day(schedule, occurrence)
             if start <= nominal <= end:
                 yield occurrence
-        day += dt.timedelta(days=1 if schedule.every == "week" else 7)
+        day += dt.timedelta(days=7 if schedule.every == "month" else 1)
 
 
 def due_at(step: Step, day: dt.date, tz: ZoneInfo, schedule: Schedule | None = None) -> dt.datetime:

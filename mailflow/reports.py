@@ -131,7 +131,7 @@ def preview(
     now = dt.datetime.now(dt.UTC)
     context = base_context(engine.config, occ, due, now, late=False)
     if step.action == "digest":
-        context |= digest_context(engine.db, workflow, occurrence, day)
+        context |= digest_context(engine.db, workflow, occurrence, day, engine.config.timezone)
     context |= {
         "language": language or engine.config.language, "recipient": step.to, "who": None,
         "defi": None,

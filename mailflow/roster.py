@@ -17,6 +17,11 @@ where every other module looks people up. The file format::
     address = "soizic@programme.test"
     role = "Responsable du programme"
 
+    [[mentor]]                            # optional: invited to events for mentors
+    name = "Jean Dupuis"
+    address = "jean.dupuis@mentors.test"
+    defis = ["bulletins"]
+
 Addresses are compared without case. An address may belong to several défis (a
 mentor): a message from it is then never attributed by membership alone.
 """
@@ -75,9 +80,31 @@ class Staff:
 
 
 @dataclass(frozen=True)
+class Mentor:
+    address: str
+    name: str = ""
+    defis: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Roster:
     defis: tuple[Defi, ...] = ()
     staff: tuple[Staff, ...] = ()
+    mentors: tuple[Mentor, ...] = ()
+
+    def audience(self, name: str, day: dt.date | None = None) -> list[tuple[str, str]]:
+        """(address, name) of everyone in an event audience: entrepreneurs, mentors,
+        staff, or everyone (all three), each address once."""
+        people: dict[str, str] = {}
+        if name in ("entrepreneurs", "everyone"):
+            for d in self.defis:
+                if day is None or d.active_on(day):
+                    people.update((m.address, m.name) for m in d.members)
+        if name in ("mentors", "everyone"):
+            people.update((m.address, m.name) for m in self.mentors)
+        if name in ("staff", "everyone"):
+            people.update((s.address, s.name) for s in self.staff)
+        return sorted(people.items())
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), default=str).encode()).hexdigest()
@@ -125,8 +152,19 @@ def load_roster(path: Path) -> Roster:
             t.fail("address", "an email address", address)
         staff.append(Staff(address.lower(), t.string("name", ""), t.string("role", "")))
         t.done()
+    mentors = []
+    for t in root.tables("mentor"):
+        address = t.string("address")
+        if not _valid(address):
+            t.fail("address", "an email address", address)
+        followed = t.strings("defis", ())
+        unknown = [d for d in followed if d not in seen]
+        if unknown:
+            t.fail("defis", "ids of défis of this roster", unknown)
+        mentors.append(Mentor(address.lower(), t.string("name", ""), followed))
+        t.done()
     root.done()
-    return Roster(tuple(defis), tuple(staff))
+    return Roster(tuple(defis), tuple(staff), tuple(mentors))
 
 
 def sync_roster(db: sqlite_utils.Database, roster: Roster) -> bool:
@@ -139,6 +177,12 @@ def sync_roster(db: sqlite_utils.Database, roster: Roster) -> bool:
         db.execute("delete from members")
         db.execute("delete from defis")
         db.execute("delete from staff")
+        db.execute("delete from mentors")
+        for mentor in roster.mentors:
+            db.execute(
+                "insert or replace into mentors (address, name, defis) values (?, ?, ?)",
+                [mentor.address, mentor.name, ",".join(mentor.defis)],
+            )
         for d in roster.defis:
             db.execute(
                 "insert into defis (id, name, host, language, active_from, active_until)"
@@ -195,7 +239,11 @@ def stored_roster(db: sqlite_utils.Database) -> Roster:
     staff = tuple(
         Staff(*row) for row in db.execute("select address, name, role from staff order by name")
     )
-    return Roster(defis, staff)
+    mentors = tuple(
+        Mentor(row[0], row[1], tuple(filter(None, row[2].split(","))))
+        for row in db.execute("select address, name, defis from mentors order by name")
+    )
+    return Roster(defis, staff, mentors)
 
 
 def defis_of(db: sqlite_utils.Database, address: str) -> list[str]:
@@ -219,6 +267,11 @@ def defi_respondent(defi_id: str) -> str:
 
 def staff_respondent(address: str) -> str:
     return "s-" + hashlib.sha256(address.lower().encode()).hexdigest()[:12]
+
+
+def person_respondent(address: str) -> str:
+    """A person receiving a mail of their own (an invitation): not a respondent that answers."""
+    return "p-" + hashlib.sha256(address.lower().encode()).hexdigest()[:12]
 
 
 def respondent_addresses(db: sqlite_utils.Database, respondent: str) -> set[str]:

@@ -8,22 +8,26 @@ A step replayed anyway queues nothing new, the outbox keys being the same.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
 
 import sqlite_utils
 
-from . import digest, outbox, tokens
+from . import digest, invitation, outbox, tokens
 from .config import Config
 from .db import transaction
+from .events import Event, stored_events
 from .occurrences import nominal_day, occurrence_day
 from .outbox import Outgoing, iso
-from .render import Renderer, build_message
+from .render import Attachment, Renderer, build_message
 from .roster import (
     Defi,
+    Roster,
     Staff,
     defi_respondent,
+    person_respondent,
     respondent_info,
     staff_respondent,
     stored_roster,
@@ -37,11 +41,12 @@ log = logging.getLogger(__name__)
 class Recipient:
     """Who one mail goes to: a défi (all its members), a staff member, a list, the staff."""
 
-    id: str  # "d-<défi id>", "s-<staff hash>", "cohort", "alias", "staff"
+    id: str  # "d-<défi id>", "s-<staff hash>", "p-<address hash>", "cohort", "alias", "staff"
     to: tuple[str, ...]
     language: str
     defi: Defi | None = None
     person: Staff | None = None
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class Occurrence:
     workflow: Workflow
     id: str
     day: dt.date
+    event: Event | None = None
 
 
 def answered(db: sqlite_utils.Database, workflow: str, occurrence: str) -> set[str]:
@@ -101,6 +107,8 @@ def recipients(
             Recipient(staff_respondent(s.address), (s.address,), language, person=s)
             for s in roster.staff
         ]
+    elif audience == "attendees":
+        return _attendees(roster, occ, language)
     elif audience == "staff":
         staff = tuple(s.address for s in roster.staff) or (config.addresses.alias,)
         return [Recipient("staff", staff, language)]
@@ -111,6 +119,18 @@ def recipients(
         done = answered(db, occ.workflow.name, occ.id)
         found = [r for r in found if (r.id in done) == (step.only == "answered")]
     return found
+
+
+def _attendees(roster: Roster, occ: Occurrence, language: str) -> list[Recipient]:
+    """One recipient per person of the event's audience, in their défi's language."""
+    assert occ.event is not None
+    languages = {m.address: d.language for d in roster.defis for m in d.members if d.language}
+    return [
+        Recipient(
+            person_respondent(address), (address,), languages.get(address) or language, name=name
+        )
+        for address, name in roster.audience(occ.event.audience, occ.day)
+    ]
 
 
 def base_context(
@@ -134,6 +154,7 @@ def base_context(
         },
         "sections": list(workflow.collect.section_keys) if workflow.collect else [],
         "times": {s.id: s.at for s in workflow.steps},
+        "event": occ.event.as_context(tz) if occ.event else None,
     }
 
 
@@ -150,7 +171,10 @@ def _recipient_context(recipient: Recipient) -> dict[str, Any]:
             "id": recipient.id, "name": person.name or person.address, "host": person.role,
             "kind": "staff", "members": [{"address": person.address, "name": person.name}],
         }  # fmt: skip
-    return {"language": recipient.language, "recipient": recipient.id, "who": who, "defi": who}
+    return {
+        "language": recipient.language, "recipient": recipient.id, "who": who, "defi": who,
+        "name": recipient.name or (who["name"] if who else ""),
+    }  # fmt: skip
 
 
 def build_mails(
@@ -167,9 +191,9 @@ def build_mails(
     """Render the step's mail for each recipient (raises ``TemplateError`` before queuing)."""
     mails = []
     for recipient in recipients(db, config, occ, step, audience):
-        rendered = renderer.render(
-            step.template, recipient.language, context | _recipient_context(recipient)
-        )
+        extra, parts = _personal(db, config, occ, step, recipient, now)
+        variables = context | _recipient_context(recipient) | extra | {"step": step.id}
+        rendered = renderer.render(step.template, recipient.language, variables)
         token = tokens.Token(occ.workflow.name, occ.id, step.id, recipient.id)
         message_id = tokens.message_id(secret, token, config.addresses.message_id_domain)
         raw = build_message(
@@ -180,6 +204,7 @@ def build_mails(
             reply_to=config.addresses.reply_to,
             message_id=message_id,
             date=now,
+            attachments=parts,
         )
         mails.append(
             Outgoing(
@@ -235,6 +260,78 @@ def acknowledgement(
     )  # fmt: skip
 
 
+def _personal(
+    db: sqlite_utils.Database,
+    config: Config,
+    occ: Occurrence,
+    step: Step,
+    recipient: Recipient,
+    now: dt.datetime,
+) -> tuple[dict[str, Any], tuple[Attachment, ...]]:
+    """What differs per recipient: an invitation, or a défi's own stand-up notes."""
+    if step.action == "invite" and occ.event is not None:
+        method = "CANCEL" if occ.event.status == "cancelled" else "REQUEST"
+        ics = invitation.calendar(
+            occ.event, method=method, organizer=config.addresses.sender,
+            organizer_name=config.addresses.sender_name, attendee=recipient.to[0],
+            tz=config.timezone, stamp=now,
+        )  # fmt: skip
+        return {}, invitation.attachments(ics, method)
+    if step.action == "notes" and occ.event is not None and recipient.defi is not None:
+        return {"notes": standup_notes(db, config, occ, step.source, recipient.id)}, ()
+    return {}, ()
+
+
+def standup_notes(
+    db: sqlite_utils.Database, config: Config, occ: Occurrence, source: str, respondent: str
+) -> list[dict[str, Any]]:
+    """A défi's answers to ``source`` since the previous session of the same kinds."""
+    assert occ.event is not None
+    kinds = occ.workflow.schedule.kinds or (occ.event.kind,)
+    marks = ",".join("?" * len(kinds))
+    previous = stored_events(
+        db, f"status = 'confirmed' and kind in ({marks}) and starts < ?",
+        [*kinds, occ.event.starts.astimezone(dt.UTC).isoformat()],
+    )  # fmt: skip
+    since = previous[-1].starts if previous else None
+    latest: dict[str, dict[str, Any]] = {}
+    for occurrence, received_at, data in db.execute(
+        "select occurrence, received_at, data from inbound where kind = 'answer'"
+        " and status in ('counted', 'late') and workflow = ? and respondent = ?"
+        " order by received_at, message",
+        [source, respondent],
+    ):
+        answered = dt.datetime.fromisoformat(received_at)
+        if (since is None or answered > since) and answered <= occ.event.starts:
+            local = answered.astimezone(config.timezone)
+            latest[occurrence] = {
+                "occurrence": occurrence,
+                "received_at": local,
+                **json.loads(data),
+            }
+    return [latest[k] for k in sorted(latest)]
+
+
+def help_context(
+    db: sqlite_utils.Database, config: Config, workflow: Workflow, now: dt.datetime
+) -> dict[str, Any]:
+    """Help requests to the alias that no staff member answered within ``[help] after``."""
+    roster = stored_roster(db)
+    pending = []
+    for sender, respondent, subject, received_at in db.execute(
+        "select sender, respondent, subject, received_at from help_requests"
+        " where answered_at is null and received_at <= ? order by received_at",
+        [iso(now - workflow.help_after)],
+    ):
+        received = dt.datetime.fromisoformat(received_at).astimezone(config.timezone)
+        who = respondent_info(roster, respondent)["name"] if respondent else ""
+        pending.append({
+            "sender": sender, "who": who, "subject": subject, "received_at": received,
+            "days": (now - received).days,
+        })  # fmt: skip
+    return {"help_requests": pending}
+
+
 def run_step(
     db: sqlite_utils.Database,
     config: Config,
@@ -253,10 +350,14 @@ def run_step(
     context = base_context(config, occ, due, now, late)
     audience = "staff" if late and step.when_late == "staff" else step.to
     if step.action == "digest":
-        context |= digest.digest_context(db, occ.workflow, occ.id, occ.day)
+        context |= digest.digest_context(db, occ.workflow, occ.id, occ.day, config.timezone)
         if step.unless_empty and not any(_has(context, k) for k in step.unless_empty):
             note = "nothing to send: no " + ", no ".join(step.unless_empty)
             return _record(db, occ, step, due, now, "skipped", note, [])
+    if step.action == "help":
+        context |= help_context(db, config, occ.workflow, now)
+        if not context["help_requests"]:
+            return _record(db, occ, step, due, now, "skipped", "no help request waiting", [])
     mails = build_mails(db, config, renderer, secret, occ, step, audience, context, now)
     status, note = ("late", f"due at {iso(due)}, sent late") if late else ("done", "")
     return _record(db, occ, step, due, now, status, note, mails, audience == "staff")
@@ -296,7 +397,7 @@ def _record(
         for mail in mails:
             queued += outbox.queue(db, mail, now)
         if step.action == "digest" and status != "skipped":
-            digest.mark_shown(db, occ.workflow.name, occ.id)
+            digest.mark_shown(db, occ.workflow.name, occ.id, to_staff)
             if to_staff:
                 digest.mark_flags_reported(db, occ.id)
         db.execute(

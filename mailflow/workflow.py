@@ -15,11 +15,13 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .sections import Heading, SectionSpec, spec_from_table
+from .tomltable import _MISSING as _REQUIRED
 from .tomltable import Table
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-ACTIONS = ("send", "digest")
-AUDIENCES = ("each_defi", "each_staff", "cohort", "alias", "staff")
+ACTIONS = ("send", "digest", "invite", "notes", "help")
+AUDIENCES = ("each_defi", "each_staff", "cohort", "alias", "staff", "attendees")
+EVENT_KINDS = ("session", "bootcamp", "seminar", "other")
 FILTERS = ("", "not_answered", "answered")
 WHEN_LATE = ("skip", "note", "staff")
 ON_HOLIDAY = ("previous_working_day", "skip", "keep")
@@ -27,9 +29,13 @@ ON_HOLIDAY = ("previous_working_day", "skip", "keep")
 
 @dataclass(frozen=True)
 class Schedule:
-    """When occurrences happen: every week on a weekday, or every month on a given day."""
+    """When occurrences happen: weekly, monthly, every working day, or for each event.
 
-    every: str  # "week" or "month"
+    Occurrences are named ``2026-W48`` (week), ``2026-11`` (month), ``2026-11-27`` (day)
+    or ``ev-<event id>`` (event, whose start day is the occurrence's day).
+    """
+
+    every: str  # "week", "month", "day" or "event"
     day: str  # "friday"; monthly: "last friday", "first monday", "last working day", "15"
     holidays: str = ""  # country code for public holidays (holidays package), "" for none
     subdivision: str = ""  # e.g. "57" (Moselle) or "6AE" (Alsace) for France
@@ -37,6 +43,7 @@ class Schedule:
     skip: tuple[str, ...] = ()
     start: dt.date | None = None
     end: dt.date | None = None
+    kinds: tuple[str, ...] = ()  # for every = "event": the kinds of events (all if empty)
 
 
 @dataclass(frozen=True)
@@ -54,6 +61,7 @@ class Step:
     working_days: bool = False
     grace: dt.timedelta = dt.timedelta(hours=2)
     when_late: str = "skip"
+    source: str = ""  # for "notes": the collecting workflow whose answers are gathered
 
 
 @dataclass(frozen=True)
@@ -67,6 +75,9 @@ class Workflow:
     deadline: dt.time | None = None
     acknowledge: str = ""  # template of the receipt sent for each answer, "" for none
     language: str | None = None
+    update_template: str = ""  # event workflows: sent when an announced event changes
+    cancel_template: str = ""  # … and when it is cancelled
+    help_after: dt.timedelta = dt.timedelta(days=2)  # "help" steps: unanswered this long
 
     def step(self, step_id: str) -> Step:
         for step in self.steps:
@@ -76,8 +87,10 @@ class Workflow:
 
 
 def _schedule(t: Table) -> Schedule:
-    every = t.string("every", choices=("week", "month"))
-    day = t.string("day").strip().lower()
+    every = t.string("every", choices=("week", "month", "day", "event"))
+    day = t.string("day", "" if every in ("day", "event") else _REQUIRED).strip().lower()
+    if every in ("day", "event") and day:
+        t.fail("day", f"no day: every = {every!r} happens on its own days", day)
     if every == "week" and day not in WEEKDAYS:
         t.fail("day", "a weekday such as 'friday'", day)
     if every == "month":
@@ -96,7 +109,13 @@ def _schedule(t: Table) -> Schedule:
         skip=t.strings("skip", ()),
         start=t.date("start", None),
         end=t.date("end", None),
+        kinds=t.strings("kinds", ()),
     )
+    if schedule.kinds and every != "event":
+        t.fail("kinds", "no kinds: only every = 'event' has them", list(schedule.kinds))
+    unknown = [k for k in schedule.kinds if k not in EVENT_KINDS]
+    if unknown:
+        t.fail("kinds", "event kinds among " + ", ".join(EVENT_KINDS), unknown)
     if schedule.holidays:
         import holidays
 
@@ -116,7 +135,7 @@ def _schedule(t: Table) -> Schedule:
 DIGEST_KEYS = ("answers", "missing", "late_answers", "flags")
 
 
-def _step(t: Table, collect: SectionSpec | None) -> Step:
+def _step(t: Table, collect: SectionSpec | None, every: str) -> Step:
     collects = collect is not None
     keys = (*DIGEST_KEYS, *(collect.section_keys + collect.field_keys if collect else ()))
     step = Step(
@@ -131,7 +150,19 @@ def _step(t: Table, collect: SectionSpec | None) -> Step:
         working_days=t.boolean("working_days", False),
         grace=t.duration("grace", dt.timedelta(hours=2)),
         when_late=t.string("when_late", "skip", choices=WHEN_LATE),
+        source=t.string("source", ""),
     )
+    events = every == "event"
+    if (step.action == "invite" or step.to == "attendees") and not events:
+        t.fail("action" if step.action == "invite" else "to",
+               "a step of an event workflow (schedule.every = 'event')", step.action)  # fmt: skip
+    if step.action == "invite" and step.to != "attendees":
+        t.fail("to", "'attendees': an invitation goes to the event's audience", step.to)
+    if step.action == "notes" and (not events or step.to != "each_defi" or not step.source):
+        t.fail("source", "the collecting workflow whose answers make the notes, with "
+               "to = 'each_defi' in an event workflow", step.source)  # fmt: skip
+    if step.action == "help" and step.to not in ("staff", "alias"):
+        t.fail("to", "'staff' or 'alias' for a help reminder", step.to)
     if step.only and not collects:
         t.fail("only", "no filter: this workflow collects no replies", step.only)
     if step.only and step.to not in ("each_defi", "each_staff"):
@@ -156,7 +187,16 @@ def load_workflow(path: Path) -> Workflow:
         acknowledge = table.string("acknowledge", "", pattern=r"[A-Za-z0-9_/-]*")
         collect = spec_from_table(table)
         table.done()
-    steps = tuple(_step(t, collect) for t in root.tables("steps", required=True))
+    steps = tuple(_step(t, collect, schedule.every) for t in root.tables("steps", required=True))
+    notify = root.table("notify")
+    update_template = notify.string("update", "", pattern=r"[A-Za-z0-9_/-]*")
+    cancel_template = notify.string("cancel", "", pattern=r"[A-Za-z0-9_/-]*")
+    notify.done()
+    if (update_template or cancel_template) and schedule.every != "event":
+        root.fail("notify", "no [notify] table: only event workflows announce changes")
+    help_table = root.table("help")
+    help_after = help_table.duration("after", dt.timedelta(days=2))
+    help_table.done()
     if not steps:
         root.fail("steps", "at least one step")
     ids = [s.id for s in steps]
@@ -172,6 +212,9 @@ def load_workflow(path: Path) -> Workflow:
         deadline=deadline,
         acknowledge=acknowledge,
         language=root.string("language", None, choices=("fr", "en")),
+        update_template=update_template,
+        cancel_template=cancel_template,
+        help_after=help_after,
     )
     root.done()
     return workflow
@@ -186,6 +229,12 @@ def load_workflows(folder: Path) -> list[Workflow]:
     for name in names:
         if names.count(name) > 1:
             raise ConfigError("name", "a name used by one workflow only", name, str(folder))
+    collecting = {w.name for w in workflows if w.collect is not None}
+    for workflow in workflows:
+        for step in workflow.steps:
+            if step.source and step.source not in collecting:
+                raise ConfigError(f"steps.{step.id}.source", "the name of a workflow that "
+                                  "collects replies", step.source, str(workflow.path))  # fmt: skip
     return workflows
 
 
