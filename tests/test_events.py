@@ -1,4 +1,4 @@
-"""Events against real servers: reminders with invitations, updates, cancellations, stand-up notes."""
+"""Events against real servers: invitations, updates, cancellations, stand-up notes."""
 
 from __future__ import annotations
 
@@ -161,8 +161,12 @@ def test_standup_notes_hold_exactly_that_défis_answers_since_the_last_session(p
         PLANNING.replace("session-2026-12", "session-2026-11").replace("2026-12-10", "2026-11-19")
         + PLANNING
     )
-    p = programme({"alpha": 1, "beta": 1}, mailflow={"workflows": str(only(tmp_path, "retro", "standup"))},
-                  events={"planning": str(planning)})  # fmt: skip
+    workflows = only(tmp_path, "retro", "standup")
+    p = programme(
+        {"alpha": 1, "beta": 1},
+        mailflow={"workflows": str(workflows)},
+        events={"planning": str(planning)},
+    )
     a0, b0 = p.defis["alpha"][0], p.defis["beta"][0]
 
     def answer_week(friday: str, alpha: str, beta: str) -> None:
