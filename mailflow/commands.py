@@ -99,8 +99,9 @@ def _arguments(command: Command, text: str, vocabulary: Vocabulary) -> None:
         if found and key:
             current = key
             command.arguments[key] = found.group(2).strip()
-        elif current in MULTILINE and (line.strip() or command.arguments.get(current)):
-            command.arguments[current] = (command.arguments[current] + "\n" + line).strip("\n")
+        elif current in MULTILINE and line.strip():
+            # A multi-line value (an agenda) runs until a blank line.
+            command.arguments[current] = command.arguments[current] + "\n" + line
         else:
             current = None
             free.append(line)
