@@ -305,6 +305,31 @@ def roster(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.option("--all", "show_all", is_flag=True, help="Past and cancelled events too.")
+@click.pass_context
+def events(ctx: click.Context, show_all: bool) -> None:
+    """Show the events as stored (after reading the planning file and the calendar)."""
+    from .events import stored_events
+
+    engine = _engine(ctx)
+    now = dt.datetime.now(dt.UTC)
+    engine.sync_events(now)
+    tz = engine.config.timezone
+    where = "1" if show_all else "status = 'confirmed' and ends > ?"
+    for e in stored_events(engine.db, where, [] if show_all else [now.isoformat()]):
+        starts = e.starts.astimezone(tz)
+        if e.all_day:
+            last = e.as_context(tz)["last_day"]
+            span = f"{starts:%Y-%m-%d}" + (f" → {last}" if last != starts.date() else "")
+        else:
+            span = f"{starts:%Y-%m-%d %H:%M}–{e.ends.astimezone(tz):%H:%M}"
+        state = "" if e.status == "confirmed" else f" [{e.status}]"
+        click.echo(f"{span}  {e.title} [{e.id}, {e.kind}, {e.audience}, seq {e.sequence}]{state}")
+        if e.place:
+            click.echo(f"    {e.place}")
+
+
+@cli.command()
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
     """Check the config, database, workflows, roster and both mail servers, in plain words."""

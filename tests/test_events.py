@@ -206,3 +206,15 @@ def test_a_wrong_planning_value_is_named(programme, tmp_path):
     result = p.run("tick", "--at", "2026-12-01T10:00:00+01:00")
     assert result.exit_code == 1
     assert "planning.toml: event[0].audience: expected one of 'entrepreneurs'" in result.output
+
+
+def test_the_events_command_shows_the_planning(programme, tmp_path):
+    planning = tmp_path / "planning.toml"
+    planning.write_text(PLANNING.replace("2026-12-10", "2036-12-10"))
+    p = programme({"alpha": 1}, events={"planning": str(planning)})
+    result = p.run("events")
+    assert result.exit_code == 0, result.output
+    assert (
+        "2036-12-10 09:30–17:30  Session collective de décembre [session-2026-12" in result.output
+    )
+    assert "Tiers-lieu, 20 avenue de Ségur, Paris" in result.output
