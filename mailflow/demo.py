@@ -50,7 +50,24 @@ from = "{shared}"
 from_name = "Programme EIG"
 alias = "{alias}"
 cohort = "{cohort}"
+
+[events]
+planning = "planning.toml"
+
+[security]
+# The loopback SMTP server stands for the programme's MX: it adds Authentication-Results.
+trusted_authserv_ids = ["localmail.test"]
 """
+
+
+def _authenticate(mail_from: str, rcpt_tos: list[str], data: bytes) -> bytes:
+    """What the programme's MX does: record that the sender's domain authenticated."""
+    domain = mail_from.rsplit("@", 1)[-1]
+    header = (
+        f"Authentication-Results: localmail.test; spf=pass smtp.mailfrom={mail_from};"
+        f" dkim=pass header.d={domain}\r\n"
+    )
+    return header.encode() + data if mail_from else data
 
 
 def next_friday(today: dt.date) -> dt.date:
@@ -67,8 +84,13 @@ def run_demo(folder: Path, friday: dt.date, say: Callable[[str], None] = print) 
     for stale in folder.glob("mailflow.db*"):
         stale.unlink()
     (folder / "roster.toml").write_text(_defaults("roster.toml"))
+    session_day = (friday + dt.timedelta(days=7)).isoformat()
+    (folder / "planning.toml").write_text(
+        _defaults("planning.toml").replace("{session_day}", session_day)
+    )
     roster = load_roster(folder / "roster.toml")
     with LocalMail() as servers:
+        servers.smtp.handler.header_hook = _authenticate
         for address in (SHARED, ALIAS, COHORT, *(s.address for s in roster.staff)):
             servers.add_user(address)
         for defi in roster.defis:
@@ -97,7 +119,8 @@ def _play(engine: Engine, servers: LocalMail, friday: dt.date, say: Callable[[st
     if day is None:
         raise SystemExit(f"{occurrence} has no retrospective (holiday or skipped week)")
     say(f"A simulated {workflow.title.lower()} on {day:%A %d %B %Y} ({occurrence}), {tz.key} time")
-    replies = tomllib.loads(_defaults("demo.toml"))["reply"]
+    scenario = tomllib.loads(_defaults("demo.toml"))
+    replies, commands = scenario["reply"], scenario.get("command", [])
     roster = (
         {d.id: d for d in load_roster(engine.config.roster).defis} if engine.config.roster else {}
     )
@@ -122,6 +145,9 @@ def _play(engine: Engine, servers: LocalMail, friday: dt.date, say: Callable[[st
         for reply in replies:
             if reply["after"] == by_time.get(instant):
                 _reply(servers, roster[reply["defi"]], reply, instant, say)
+        for command in commands:
+            if command["after"] == by_time.get(instant):
+                _command(servers, engine, command, say)
     say("")
     current = status(engine, workflow, occurrence)
     for d in current.respondents:
@@ -131,6 +157,22 @@ def _play(engine: Engine, servers: LocalMail, friday: dt.date, say: Callable[[st
     say(f"\nThe digest, as {COHORT} received it:\n")
     say(text)
     return text
+
+
+def _command(
+    servers: LocalMail, engine: Engine, command: dict[str, Any], say: Callable[[str], None]
+) -> None:
+    staff = load_roster(engine.config.roster).staff[0] if engine.config.roster else None
+    assert staff is not None
+    raw = (
+        f"From: {staff.name} <{staff.address}>\r\nTo: {ALIAS}\r\nSubject: {command['subject']}\r\n"
+        f"Message-ID: <{secrets.token_hex(8)}@programme.test>\r\nMIME-Version: 1.0\r\n"
+        "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+        + command["body"].replace("\n", "\r\n")
+        + "\r\n"
+    ).encode()
+    servers.send(raw, [SHARED], staff.address)
+    say(f"  {staff.name} (staff) writes to the alias: « {command['subject']} »")
 
 
 def _reply(
