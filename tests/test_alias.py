@@ -335,3 +335,16 @@ def test_an_out_of_office_answering_a_reminder_gets_no_reply(staffed):
 def test_authentication_results_parsing(header, ok, reason):
     verdict = authresults.check((header,), "soizic@programme.test", (MX,))
     assert (verdict.ok, verdict.reason) == (ok, reason)
+
+
+def test_commands_in_english_work_too(staffed):
+    p = staffed({"alpha": 1, "beta": 1})
+    p.tick("2026-11-27T09:00:00+01:00")
+    command(p, p.staff[0], "mailflow: who is missing", "week: 2026-W48")
+    command(p, p.staff[0], "Skip week", "week: 2026-W50\nreason: seminar")
+    settle(p, 2, "2026-11-27T10:00:00+01:00")
+    texts = " ".join(text_of(m) for m in replies(p, p.staff[0]))
+    assert (
+        "semaine 2026-W48 : 0 sur 2 ont répondu" in texts
+    )  # the replies speak the config's language
+    assert "la semaine 2026-W50" in texts

@@ -218,3 +218,31 @@ def test_the_events_command_shows_the_planning(programme, tmp_path):
         "2036-12-10 09:30–17:30  Session collective de décembre [session-2026-12" in result.output
     )
     assert "Tiers-lieu, 20 avenue de Ségur, Paris" in result.output
+
+
+def test_events_are_read_from_an_ics_url(programme, tmp_path):
+    import http.server
+    import threading
+
+    (tmp_path / "agenda.ics").write_text(ICS)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(tmp_path), **kwargs)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/agenda.ics"
+        p = programme({"alpha": 1}, mailflow={"workflows": str(only(tmp_path, "events"))},
+                      events={"calendar": url})  # fmt: skip
+        p.tick(at("2027-01-07"))
+    finally:
+        server.shutdown()
+        server.server_close()
+    [invitation_mail] = p.inbox(p.defis["alpha"][0])
+    assert "Séminaire d'hiver" in str(invitation_mail["Subject"])
+    assert str(vevent(invitation_mail)["UID"]) == "seminaire-hiver-2027@agenda.programme.test"
