@@ -30,22 +30,6 @@ from mailflow.localmail.samples import sample_replies
 
 SHARED = "mailflow@latency.test"
 WATCHER = "watcher@latency.test"
-CONFIG = """[mailflow]
-database = "{db}"
-[imap]
-host = "127.0.0.1"
-port = {imap}
-security = "none"
-username = "{shared}"
-[smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "none"
-[addresses]
-from = "{shared}"
-alias = "equipe@latency.test"
-cohort = "promo@latency.test"
-"""
 
 
 def rows(db: Path) -> int:
@@ -88,7 +72,12 @@ def main() -> None:
             servers.add_user(user)
         db = folder / "mailflow.db"
         (folder / "mailflow.toml").write_text(
-            CONFIG.format(db=db, imap=servers.imap_port, smtp=servers.smtp_port, shared=SHARED)
+            servers.config_text(
+                shared=SHARED,
+                alias="equipe@latency.test",
+                cohort="promo@latency.test",
+                mailflow=f'database = "{db}"',
+            )
         )
         env = {**os.environ, "MAILFLOW_IMAP_PASSWORD": PASSWORD}
         log = (folder / "daemon.log").open("wb")

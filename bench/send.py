@@ -34,24 +34,6 @@ from mailflow.reports import find_workflow
 from mailflow.send import deliver
 from mailflow.steps import Occurrence, base_context
 
-CONFIG = """[mailflow]
-database = "{db}"
-roster = "{roster}"
-[imap]
-host = "127.0.0.1"
-port = {imap}
-security = "none"
-username = "mailflow@bench.test"
-[smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "none"
-[addresses]
-from = "mailflow@bench.test"
-from_name = "Programme"
-alias = "equipe@bench.test"
-cohort = "promo@bench.test"
-"""
 ENV = {"MAILFLOW_IMAP_PASSWORD": PASSWORD, "MAILFLOW_SECRET": "bench"}
 
 
@@ -80,9 +62,10 @@ def bench_send(n: int, folder: Path, rounds: int) -> None:
         members = write_roster(folder / "roster.toml", n)
         for address in [*members, "mailflow@bench.test", "equipe@bench.test", "promo@bench.test"]:
             servers.add_user(address)
-        (folder / "mailflow.toml").write_text(CONFIG.format(
-            db=folder / "send.db", roster=folder / "roster.toml",
-            imap=servers.imap_port, smtp=servers.smtp_port,
+        settings = f'database = "{folder / "send.db"}"\nroster = "{folder / "roster.toml"}"'
+        (folder / "mailflow.toml").write_text(servers.config_text(
+            shared="mailflow@bench.test", alias="equipe@bench.test", cohort="promo@bench.test",
+            mailflow=settings,
         ))  # fmt: skip
         engine = Engine(load_config(folder / "mailflow.toml", ENV))
         friday = dt.datetime(2026, 11, 27, 9, tzinfo=engine.config.timezone)

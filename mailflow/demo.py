@@ -28,34 +28,11 @@ from .roster import load_roster
 
 SHARED, ALIAS, COHORT = "mailflow@programme.test", "equipe@programme.test", "promo@programme.test"
 
-CONFIG = """# Written by `mailflow demo`: the loopback servers it started (now stopped).
-[mailflow]
-database = "mailflow.db"
-roster = "roster.toml"
-timezone = "Europe/Paris"
-
-[imap]
-host = "127.0.0.1"
-port = {imap}
-security = "none"
-username = "{shared}"
-
-[smtp]
-host = "127.0.0.1"
-port = {smtp}
-security = "none"
-
-[addresses]
-from = "{shared}"
-from_name = "Programme EIG"
-alias = "{alias}"
-cohort = "{cohort}"
-
-[events]
+# The loopback SMTP server stands for the programme's MX: it adds Authentication-Results.
+DEMO_SETTINGS = """[events]
 planning = "planning.toml"
 
 [security]
-# The loopback SMTP server stands for the programme's MX: it adds Authentication-Results.
 trusted_authserv_ids = ["localmail.test"]
 """
 
@@ -98,14 +75,13 @@ def run_demo(folder: Path, friday: dt.date, say: Callable[[str], None] = print) 
                 if not member.address.startswith("ancien."):  # left the programme: refused
                     servers.add_user(member.address)
         (folder / "mailflow.toml").write_text(
-            CONFIG.format(
-                imap=servers.imap_port,
-                smtp=servers.smtp_port,
-                shared=SHARED,
-                alias=ALIAS,
-                cohort=COHORT,
+            "# Written by `mailflow demo`: the loopback servers it started (now stopped).\n"
+            + servers.config_text(
+                shared=SHARED, alias=ALIAS, cohort=COHORT, extra=DEMO_SETTINGS,
+                mailflow='database = "mailflow.db"\nroster = "roster.toml"\n'
+                'timezone = "Europe/Paris"',
             )
-        )
+        )  # fmt: skip
         env = {"MAILFLOW_IMAP_PASSWORD": PASSWORD, "MAILFLOW_SECRET": secrets.token_hex(16)}
         engine = Engine(load_config(folder / "mailflow.toml", env))
         return _play(engine, servers, friday, say)

@@ -67,6 +67,23 @@ class LocalMail:
     ) -> None:
         self.cleanup()
 
+    def config_text(
+        self, *, shared: str, alias: str, cohort: str, mailflow: str = "", extra: str = ""
+    ) -> str:
+        """A ``mailflow.toml`` for these servers: ``shared`` is the mailbox mailflow reads.
+
+        ``mailflow`` holds more lines of the [mailflow] table, ``extra`` more tables.
+        The IMAP password is ``PASSWORD``, to put in ``$MAILFLOW_IMAP_PASSWORD``.
+        """
+        return (
+            f"[mailflow]\n{mailflow}\n"
+            f'[imap]\nhost = "127.0.0.1"\nport = {self.imap_port}\nsecurity = "none"\n'
+            f'username = "{shared}"\n\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {self.smtp_port}\nsecurity = "none"\n\n'
+            f'[addresses]\nfrom = "{shared}"\nfrom_name = "Programme EIG"\n'
+            f'alias = "{alias}"\ncohort = "{cohort}"\n\n{extra}'
+        )
+
     def add_user(self, address: str, password: str = PASSWORD) -> str:
         self.dovecot.add_user(address.lower(), password)
         return address
