@@ -112,10 +112,10 @@ def answer(db: Any, rng: random.Random, message: int, occurrence: str, i: int) -
     )
     db.execute(
         "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
-        " defi, via, data) values (?, ?, 'answer', ?, ?, 'retro', ?, ?, 'token', ?)",
+        " respondent, via, data) values (?, ?, 'answer', ?, ?, 'retro', ?, ?, 'token', ?)",
         [
             message, f"2026-01-01T10:{i % 60:02d}:00+00:00", "late" if i % 17 == 0 else "counted",
-            f"m{i}@x.test", occurrence, f"d{i}", json.dumps(data, ensure_ascii=False),
+            f"m{i}@x.test", occurrence, f"d-d{i}", json.dumps(data, ensure_ascii=False),
         ],
     )  # fmt: skip
 
