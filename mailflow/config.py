@@ -8,7 +8,8 @@ secret that is needed but unset is a ``ConfigError`` naming that key.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import ssl
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -37,6 +38,7 @@ class ImapConfig:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     idle: bool = True
     timeout: int = 30
+    ca_file: Path | None = None  # a private CA to trust besides the system's
 
     def require_password(self) -> str:
         if self.password is None:
@@ -57,6 +59,7 @@ class SmtpConfig:
     password_env: str
     password: str | None = field(repr=False)
     timeout: int = 30
+    ca_file: Path | None = None  # a private CA to trust besides the system's
 
     def require_password(self) -> str | None:
         """The password; None without a login, an error when a login has no password set."""
@@ -117,6 +120,14 @@ class Config:
     events: EventSources = field(default_factory=EventSources)
 
 
+def tls_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The system's trusted CAs, plus ``ca_file`` (an organisation's private CA) if given."""
+    context = ssl.create_default_context()
+    if ca_file is not None:
+        context.load_verify_locations(cafile=str(ca_file))
+    return context
+
+
 def find_config(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Path:
     """The config file to use: the given path, ``$MAILFLOW_CONFIG``, or ``./mailflow.toml``."""
     if path is None:
@@ -154,8 +165,8 @@ def config_from_table(
     roster_value = main.string("roster", "")
     main.done()
 
-    imap = _imap(root.table("imap", required=True), env)
-    smtp = _smtp(root.table("smtp", required=True), env)
+    imap = _imap(root.table("imap", required=True), env, resolve)
+    smtp = _smtp(root.table("smtp", required=True), env, resolve)
     addresses = _addresses(root.table("addresses", required=True))
     security = _security(root.table("security"), env)
     events_table = root.table("events")
@@ -186,7 +197,17 @@ def config_from_table(
     )
 
 
-def _imap(t: Table, env: Mapping[str, str]) -> ImapConfig:
+def _ca_file(t: Table, resolve: Callable[[str], Path]) -> Path | None:
+    value = t.string("ca_file", "")
+    if not value:
+        return None
+    path = resolve(value)
+    if not path.is_file():
+        t.fail("ca_file", "an existing file of PEM certificates", str(path))
+    return path
+
+
+def _imap(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> ImapConfig:
     security = t.string("security", "tls", choices=SECURITY_MODES)
     password_env = t.string("password_env", "MAILFLOW_IMAP_PASSWORD", pattern=r"[A-Za-z_]\w*")
     folders = t.strings("folders", ("INBOX",))
@@ -204,12 +225,13 @@ def _imap(t: Table, env: Mapping[str, str]) -> ImapConfig:
         max_message_size=t.size("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
         idle=t.boolean("idle", True),
         timeout=t.integer("timeout", 30, min=1, max=3600),
+        ca_file=_ca_file(t, resolve),
     )
     t.done()
     return config
 
 
-def _smtp(t: Table, env: Mapping[str, str]) -> SmtpConfig:
+def _smtp(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> SmtpConfig:
     security = t.string("security", "starttls", choices=SECURITY_MODES)
     default_port = {"tls": 465, "starttls": 587, "none": 25}[security]
     password_env = t.string("password_env", "MAILFLOW_SMTP_PASSWORD", pattern=r"[A-Za-z_]\w*")
@@ -221,6 +243,7 @@ def _smtp(t: Table, env: Mapping[str, str]) -> SmtpConfig:
         password_env=password_env,
         password=env.get(password_env),
         timeout=t.integer("timeout", 30, min=1, max=3600),
+        ca_file=_ca_file(t, resolve),
     )
     t.done()
     return config

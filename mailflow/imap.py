@@ -11,7 +11,7 @@ from contextlib import contextmanager, suppress
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
-from .config import ImapConfig
+from .config import ImapConfig, tls_context
 from .errors import MailServerError
 
 # Everything a dropped connection, a restarting server or a refused login can raise.
@@ -22,19 +22,20 @@ def connect(cfg: ImapConfig) -> IMAPClient:
     """A logged-in client; raises ``MailServerError`` saying what failed and where."""
     where = f"IMAP {cfg.host}:{cfg.port}"
     password = cfg.require_password()
+    context = tls_context(cfg.ca_file)
     try:
         client = IMAPClient(
             cfg.host,
             port=cfg.port,
             ssl=cfg.security == "tls",
-            ssl_context=ssl.create_default_context() if cfg.security != "none" else None,
+            ssl_context=context if cfg.security != "none" else None,
             timeout=cfg.timeout,
         )
     except IMAP_ERRORS as e:
         raise MailServerError(f"{where}: cannot connect ({e})") from e
     try:
         if cfg.security == "starttls":
-            client.starttls(ssl.create_default_context())
+            client.starttls(context)
         client.login(cfg.username, password)
     except LoginError as e:
         _close(client)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from . import outbox
-from .config import SmtpConfig
+from .config import SmtpConfig, tls_context
 from .db import now_utc, transaction
 from .errors import MailServerError, SendError
 
@@ -46,23 +46,30 @@ def connect(cfg: SmtpConfig) -> smtplib.SMTP:
     """A connected (and logged-in, when configured) SMTP client."""
     where = f"SMTP {cfg.host}:{cfg.port}"
     password = cfg.require_password()
+    context = tls_context(cfg.ca_file)
+    client: smtplib.SMTP | None = None
     try:
         if cfg.security == "tls":
-            client: smtplib.SMTP = smtplib.SMTP_SSL(
-                cfg.host, cfg.port, timeout=cfg.timeout, context=ssl.create_default_context()
-            )
+            client = smtplib.SMTP_SSL(cfg.host, cfg.port, timeout=cfg.timeout, context=context)
         else:
             client = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
             if cfg.security == "starttls":
-                client.starttls(context=ssl.create_default_context())
+                client.starttls(context=context)
         client.ehlo_or_helo_if_needed()  # the session is up before any mail is marked
         if cfg.username:
             client.login(cfg.username, password or "")
     except smtplib.SMTPAuthenticationError as e:
+        _close(client)
         raise MailServerError(f"{where}: login refused for {cfg.username} ({e.smtp_code})") from e
     except (*_CONNECTION_ERRORS, smtplib.SMTPException) as e:
+        _close(client)
         raise MailServerError(f"{where}: cannot connect ({e})") from e
     return client
+
+
+def _close(client: smtplib.SMTP | None) -> None:
+    if client is not None:
+        client.close()
 
 
 def _connection_lost(error: Exception) -> bool:

@@ -59,7 +59,11 @@ def new_address(localmail: LocalMail) -> Callable[..., str]:
     return make
 
 
-ENV = {"MAILFLOW_IMAP_PASSWORD": PASSWORD, "MAILFLOW_SECRET": "test-secret"}
+ENV = {
+    "MAILFLOW_IMAP_PASSWORD": PASSWORD,
+    "MAILFLOW_SMTP_PASSWORD": "relay-secret",
+    "MAILFLOW_SECRET": "test-secret",
+}
 
 
 def toml_text(data: dict[str, dict[str, Any]]) -> str:

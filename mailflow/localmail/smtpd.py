@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import smtplib
+import ssl
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -116,10 +117,16 @@ class SmtpServer:
         known: Callable[[str], bool],
         port: int | None = None,
         auth: tuple[str, str] | None = None,
+        tls: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
     ) -> None:
+        """``auth``: the one login accepted. ``tls``: offer STARTTLS (and require it before
+        AUTH), or with ``implicit_tls`` speak TLS from the first byte, as on port 465."""
         self.port = port or free_port()
         self.handler = DeliveringHandler(lmtp_port, known)
         self.auth = auth
+        self.tls = tls
+        self.implicit_tls = implicit_tls
         self._controller: Any = None
 
     def start(self) -> None:
@@ -131,7 +138,13 @@ class SmtpServer:
             ) from None
         kwargs: dict[str, Any] = {}
         if self.auth is not None:
-            kwargs.update(authenticator=self._authenticate, auth_require_tls=False)
+            # aiosmtpd only knows STARTTLS sessions as TLS: with implicit TLS, all of it is.
+            require = self.tls is not None and not self.implicit_tls
+            kwargs.update(authenticator=self._authenticate, auth_require_tls=require)
+        if self.tls is not None and self.implicit_tls:
+            kwargs["ssl_context"] = self.tls
+        elif self.tls is not None:
+            kwargs.update(tls_context=self.tls, require_starttls=True)
         self._controller = Controller(
             self.handler,
             hostname="127.0.0.1",
@@ -152,7 +165,7 @@ class SmtpServer:
             and self.auth is not None
             and (auth_data.login.decode(), auth_data.password.decode()) == self.auth
         )
-        return AuthResult(success=ok)
+        return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
 
     def stop(self) -> None:
         if self._controller is not None:
