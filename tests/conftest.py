@@ -181,6 +181,29 @@ class Programme:
             )  # fmt: skip
         assert result.returncode == 0, result.stdout + result.stderr
 
+    def mutt(self, sender: str, name: str, request: bytes, body: str) -> None:
+        """Reply to ``request`` with mutt, which builds the message itself (a real MUA)."""
+        original = email.message_from_bytes(request, policy=email.policy.default)
+        draft = (
+            f"From: {name} <{sender}>\nTo: {self.shared}\nSubject: Re: {original['Subject']}\n"
+            f"In-Reply-To: {original['Message-ID']}\nReferences: {original['Message-ID']}\n\n"
+            f"{body}\n"
+        )
+        with tempfile.TemporaryDirectory() as home:
+            path = Path(home) / "draft.txt"
+            path.write_text(draft)
+            port = self.localmail.smtp_port
+            settings = (
+                f"set smtp_url=smtp://127.0.0.1:{port}/ ssl_starttls=no ssl_force_tls=no"
+                f" record='' charset=utf-8 send_charset=utf-8 from={sender}"
+            )
+            result = subprocess.run(
+                ["mutt", "-n", "-F", "/dev/null", "-e", settings, "-H", str(path)],
+                stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                env={**os.environ, "HOME": home}, timeout=60,
+            )  # fmt: skip
+        assert result.returncode == 0, result.stdout + result.stderr
+
     def wait_shared(self, count: int) -> None:
         self.localmail.wait_for(self.shared, count)
 

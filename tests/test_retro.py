@@ -236,6 +236,20 @@ def test_reply_content_is_data_never_template(programme):
     assert "<script>" not in html
 
 
+def test_a_reply_written_with_mutt_is_counted(programme):
+    p = programme({"alpha": 1})
+    p.tick(at("09:00"))
+    a0 = p.defis["alpha"][0]
+    p.mutt(a0, "Alice Alpha", p.localmail.fetch(a0)[0], (
+        "Victoires :\nla V1 est livrée à la préfecture\n\nBesoins :\nun accès à la base SIRENE\n\n"
+        "-- \nAlice\n\nLe 27/11/2026 à 09:00, Programme a écrit :\n> Victoires :"
+    ))  # fmt: skip
+    p.wait_shared(1)
+    p.tick(at("15:00"))
+    digest = text_of(p.inbox(p.config.addresses.cohort)[0])
+    assert "Alpha : un accès à la base SIRENE" in digest and "la V1 est livrée" in digest
+
+
 def test_english_défis_get_english_mail(programme):
     p = programme({"alpha": 1, "beta": 1}, languages={"beta": "en"})
     p.tick(at("09:00"))
