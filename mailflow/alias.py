@@ -89,8 +89,9 @@ class Desk:
         )
         if not (to_alias or staff):
             return None
-        if tokens.first_token(self.secret, parsed.thread_ids) is not None and not to_alias:
-            return None  # a staff member answering a workflow mail: the workflow's business
+        token = tokens.first_token(self.secret, parsed.thread_ids)
+        if token is not None and (not to_alias or token.recipient[:2] in ("d-", "s-")):
+            return None  # an answer to a workflow mail, alias in copy or not: the workflow's
         command = parse_command(parsed.subject, parsed.text, self.vocabulary)
         if command is not None and to_alias:
             return self._command(db, message, parsed, command, sender, now)
@@ -145,7 +146,9 @@ class Desk:
         now: dt.datetime,
     ) -> Handled:
         refusal: tuple[str, str] | None
-        if not is_staff(db, sender):
+        if len(parsed.senders) != 1:
+            refusal = ("several_senders", f"From names {len(parsed.senders)} addresses")
+        elif not is_staff(db, sender):
             refusal = ("not_staff", f"{sender} is not on the staff list")
         else:
             verdict = authresults.check(
@@ -158,6 +161,8 @@ class Desk:
 
             def refuse(d: sqlite_utils.Database) -> list[Outgoing]:
                 self._log(d, message, sender, command, "refused", f"{code}: {detail}", now)
+                if code == "not_staff":
+                    self._help(d, message, parsed, sender, now)  # perhaps a real question
                 return [self._refusal_mail(d, message, parsed, command, code, detail, now)]
 
             return Handled("command", "refused", refuse)

@@ -4,7 +4,7 @@ Only ``Authentication-Results`` headers whose authserv-id is one of the configur
 servers count, and of those only the topmost (the last one added, by the server nearest
 to mailflow): a sender can write any header, but not above the ones our server adds. The
 message is authenticated when DKIM passes for a domain aligned with the From domain, or
-SPF passes for an aligned envelope sender, or DMARC passes (which implies alignment).
+SPF passes for an aligned envelope sender, or DMARC passes for the From domain.
 """
 
 from __future__ import annotations
@@ -13,8 +13,9 @@ import re
 from dataclasses import dataclass
 
 _RESULT = re.compile(r"^\s*(dkim|spf|dmarc)\s*=\s*([a-z]+)", re.I)
-_PROPERTY = re.compile(r"\b(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*([^\s;]+)", re.I)
-_COMMENT = re.compile(r"\([^()]*\)")
+_PROPERTY = re.compile(
+    r"(?:^|\s)(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*(\"[^\"]*\"\S*|[^\s;]+)", re.I
+)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ def check(headers: tuple[str, ...], from_address: str, trusted: tuple[str, ...])
         return Verdict(False, "untrusted", f"Authentication-Results only from {names}")
     from_domain = _domain(from_address)
     seen = []
-    for resinfo in _COMMENT.sub("", chosen).split(";")[1:]:
+    for resinfo in _split(chosen)[1:]:
         found = _RESULT.match(resinfo)
         if not found:
             continue
@@ -61,10 +62,11 @@ def check(headers: tuple[str, ...], from_address: str, trusted: tuple[str, ...])
         if result != "pass":
             continue
         if method == "dmarc":
-            return Verdict(True, "pass", "dmarc=pass")
-        domain = properties.get("header.d") or properties.get("header.i", "")
-        if method == "spf":
+            domain = properties.get("header.from", "")
+        elif method == "spf":
             domain = properties.get("smtp.mailfrom", "")
+        else:
+            domain = properties.get("header.d") or properties.get("header.i", "")
         if aligned(domain, from_domain):
             return Verdict(True, "pass", f"{method}=pass for {domain}")
         seen[-1] += f" for {domain or '?'}, not {from_domain}"
@@ -73,6 +75,43 @@ def check(headers: tuple[str, ...], from_address: str, trusted: tuple[str, ...])
     return Verdict(False, "fail", "; ".join(seen) or "no dkim, spf or dmarc result")
 
 
+def _split(header: str) -> list[str]:
+    """The header's parts between semicolons, ignoring those inside quoted strings and
+    (nested) comments, comments removed: a sender-chosen ``smtp.mailfrom="x;dkim=pass"``
+    stays one value."""
+    parts, current = [], []
+    depth, quoted, escaped = 0, False, False
+    for ch in header:
+        if escaped:
+            escaped = False
+            if depth == 0:
+                current.append(ch)
+            continue
+        if ch == "\\":
+            escaped = True
+            if depth == 0:
+                current.append(ch)
+        elif quoted:
+            current.append(ch)
+            quoted = ch != '"'
+        elif ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif depth:
+            continue
+        elif ch == '"':
+            quoted = True
+            current.append(ch)
+        elif ch == ";":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    return parts
+
+
 def _authserv(header: str) -> str:
-    head = _COMMENT.sub("", header).split(";", 1)[0].strip()
+    head = _split(header)[0].strip()
     return head.split()[0].lower() if head else ""

@@ -96,14 +96,17 @@ def _is_report(msg: email.message.Message, report_type: str) -> bool:
 
 
 def classify(
-    msg: email.message.Message, headers: dict[str, list[str]], text: str
+    msg: email.message.Message,
+    headers: dict[str, list[str]],
+    raw_headers: dict[str, list[str]],
+    text: str,
 ) -> Classification:
-    """Classify a message from its decoded headers (lower-case names) and readable text."""
+    """Classify a message from its headers (decoded and raw, lower-case names) and text."""
     subject = normalize(_header(headers, "subject"))
-    sender = addresses(_header(headers, "from"))
+    sender = addresses(_header(raw_headers, "from"))
     sender_address = sender[0][1] if sender else ""
     sender_name = sender[0][0] if sender else ""
-    own = {a.lower() for _, a in addresses(_header(headers, "to"))} | {sender_address.lower()}
+    own = {a.lower() for _, a in addresses(_header(raw_headers, "to"))} | {sender_address.lower()}
 
     reason = ""
     if _is_report(msg, "delivery-status") or any(

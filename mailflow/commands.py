@@ -88,17 +88,17 @@ class Command:
 
 
 def parse_command(subject: str, text: str, vocabulary: Vocabulary) -> Command | None:
-    """The command a message carries, None when its subject names none."""
+    """The command a message carries, None when its subject names none.
+
+    The subject must be a keyword and nothing else (but punctuation), or a keyword then a
+    colon: "Aide pour notre mise en production" is a request for help, not the command.
+    """
     head = normalize(_SUBJECT_PREFIX.sub("", subject))
-    best: tuple[int, str] | None = None
-    for verb, words in vocabulary.verbs.items():
-        for word in words:
-            matches = head == word or re.match(re.escape(word) + r"(\s|:|-|$)", head)
-            if matches and (best is None or len(word) > best[0]):
-                best = (len(word), verb)
-    if best is None:
+    head = re.sub(r"[\s?!.]+$", "", head.split(":", 1)[0]).strip()
+    verb = next((v for v, words in vocabulary.verbs.items() if head in words), None)
+    if verb is None:
         return None
-    command = Command(best[1])
+    command = Command(verb)
     _arguments(command, text, vocabulary)
     return command
 

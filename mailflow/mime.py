@@ -27,6 +27,7 @@ _WINDOWS_1252_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "us-asc
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 _SURROGATE = re.compile("[\udc80-\udcff]")
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]+")
 _FOLD = re.compile(r"\r?\n[ \t]+")
 
 
@@ -81,28 +82,43 @@ def _decode_encoded_word(charset: str, encoding: str, payload: str) -> str:
     return decode_bytes(raw, charset.split("*", 1)[0])[0]
 
 
-def decode_header(value: object) -> str:
-    """A header value as text: 8-bit bytes and RFC 2047 encoded words decoded, folds unfolded."""
+def unfold(value: object) -> str:
+    """A raw header value on one line, 8-bit bytes decoded, encoded words left as they are."""
     if value is None:
         return ""
     text = str(value)
     if not text.isascii() and _SURROGATE.search(text):
         # compat32 keeps undecodable 8-bit header bytes as surrogates: recover the bytes.
         text = decode_bytes(text.encode("utf-8", "surrogateescape"))[0]
-    text = _FOLD.sub(" ", text).replace("\r", "").replace("\n", " ")
+    return _CONTROL.sub(" ", _FOLD.sub(" ", text)).strip()
+
+
+def decode_header(value: object) -> str:
+    """A header value as text: 8-bit bytes and RFC 2047 encoded words decoded, folds unfolded.
+
+    Control characters are replaced by spaces, those written raw and those an encoded
+    word smuggled in: a decoded value never breaks a header it is copied into.
+    """
+    text = unfold(value)
     if "=?" in text:
         text = _BETWEEN_WORDS.sub(r"\1\2", text)
         text = _ENCODED_WORD.sub(lambda m: _decode_encoded_word(*m.groups()), text)
+        text = _CONTROL.sub(" ", text)
     return text.strip()
 
 
 def addresses(value: str) -> list[tuple[str, str]]:
-    """(display name, address as written) pairs of an address header, skipping empty ones."""
+    """(display name, address) pairs of a raw (undecoded) address header, skipping empty ones.
+
+    Addresses are read before encoded words are decoded, so that a display name such as
+    ``=?utf-8?q?Soizic_=3Csoizic=40programme.test=3E?=`` stays a name and never becomes
+    the address; only the names are decoded.
+    """
     result = []
-    for name, addr in email.utils.getaddresses([value]):
+    for name, addr in email.utils.getaddresses([unfold(value)]):
         addr = addr.strip().strip("<>")
         if "@" in addr:
-            result.append((name.strip(), addr))
+            result.append((decode_header(name).strip(), addr))
     return result
 
 

@@ -31,6 +31,7 @@ class ParsedMessage:
     from_name: str
     subject: str
     date: str | None
+    senders: tuple[str, ...] = ()  # every address of every From header (one, normally)
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
     reply_to: tuple[str, ...] = ()
@@ -73,11 +74,14 @@ class ParsedMessage:
         return cls(**data)
 
 
-def _headers(msg: Any) -> dict[str, list[str]]:
-    headers: dict[str, list[str]] = defaultdict(list)
+def _headers(msg: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Every header by lower-case name: decoded, and raw (for addresses)."""
+    decoded: dict[str, list[str]] = defaultdict(list)
+    raw: dict[str, list[str]] = defaultdict(list)
     for name, value in msg.raw_items():
-        headers[name.lower()].append(decode_header(value))
-    return headers
+        decoded[name.lower()].append(decode_header(value))
+        raw[name.lower()].append(str(value))
+    return decoded, raw
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str:
@@ -106,14 +110,15 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
     warnings: list[str] = []
     try:
         msg = message_from_bytes(raw)
-        headers = _headers(msg)
+        headers, raw_headers = _headers(msg)
     except Exception as e:  # the stdlib parser gave up: report it, keep going with nothing
         return ParsedMessage(
             None, None, "", "", None,
             sections=_empty(spec, "section"), fields=_empty(spec, "field"),
             warnings=(f"unparseable message: {type(e).__name__}: {e}",),
         )  # fmt: skip
-    sender = addresses(_first(headers, "from") or _first(headers, "sender"))
+    senders = [a for value in raw_headers.get("from", []) for a in addresses(value)]
+    sender = senders or addresses(_first(raw_headers, "sender"))
     if not sender:
         warnings.append("no usable From header")
     subject = _first(headers, "subject")
@@ -122,7 +127,7 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
         warnings.append("no Message-ID header")
     body = body_text(msg)
     warnings.extend(body.warnings)
-    verdict = automatic.classify(msg, headers, body.text)
+    verdict = automatic.classify(msg, headers, raw_headers, body.text)
     text, sections, fields = _content(body, spec, sender[0][0] if sender else "", subject)
     if verdict.kind is not None:
         sections, fields = _empty(spec, "section"), _empty(spec, "field")
@@ -132,13 +137,14 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
         from_name=sender[0][0] if sender else "",
         subject=subject,
         date=_date(_first(headers, "date"), warnings),
-        to=tuple(a for _, a in addresses(", ".join(headers.get("to", [])))),
-        cc=tuple(a for _, a in addresses(", ".join(headers.get("cc", [])))),
-        reply_to=tuple(a for _, a in addresses(_first(headers, "reply-to"))),
+        senders=tuple(a for _, a in senders),
+        to=tuple(a for _, a in addresses(", ".join(raw_headers.get("to", [])))),
+        cc=tuple(a for _, a in addresses(", ".join(raw_headers.get("cc", [])))),
+        reply_to=tuple(a for _, a in addresses(_first(raw_headers, "reply-to"))),
         delivered_to=tuple(
             a
             for h in ("delivered-to", "x-original-to", "envelope-to")
-            for _, a in addresses(", ".join(headers.get(h, [])))
+            for _, a in addresses(", ".join(raw_headers.get(h, [])))
         ),
         in_reply_to=tuple(_MSGID.findall(_first(headers, "in-reply-to"))),
         references=tuple(_MSGID.findall(" ".join(headers.get("references", [])))),

@@ -181,7 +181,7 @@ def test_resend_digest_command(staffed):
     subjects = [str(m["Subject"]) for m in p.inbox(p.staff[0])]
     assert "Les nouvelles des défis, semaine 48" in subjects
     assert "renvoyé à " + p.staff[0] in text_of(replies(p, p.staff[0])[0])
-    command(p, p.staff[0], "renvoyer", "semaine: 2026-W48\ndestinataire: promo")
+    command(p, p.staff[0], "Renvoyer le récapitulatif", "semaine: 2026-W48\ndestinataire: promo")
     settle(p, 2, "2026-11-30T11:00:00+01:00")
     assert len(p.inbox(p.config.addresses.cohort)) == 2
 
@@ -330,6 +330,13 @@ def test_an_out_of_office_answering_a_reminder_gets_no_reply(staffed):
         (f"{MX}; dkim=pass header.d=gmail.test", False, "not_aligned"),
         (f"{MX}; dkim=neutral (body hash did not verify) header.d=programme.test", False, "fail"),
         (f"{MX.upper()} 1; dkim=pass header.i=@programme.test", True, "pass"),
+        (f"{MX}; dmarc=pass header.from=evil.test", False, "not_aligned"),
+        (
+            f'{MX}; spf=fail smtp.mailfrom="x;dkim=pass header.d=programme.test"@evil.test',
+            False,
+            "fail",
+        ),
+        (f"{MX} (a; b (c)); dkim=pass (good; (nested)) header.d=programme.test", True, "pass"),
     ],
 )
 def test_authentication_results_parsing(header, ok, reason):
@@ -348,3 +355,61 @@ def test_commands_in_english_work_too(staffed):
         "semaine 2026-W48 : 0 sur 2 ont répondu" in texts
     )  # the replies speak the config's language
     assert "la semaine 2026-W50" in texts
+
+
+def test_a_staff_address_hidden_in_an_encoded_display_name_is_not_staff(staffed):
+    p = staffed()
+    staff = p.staff[0]
+    name = "=?utf-8?q?Soizic_=3C" + staff.replace("@", "=40") + "=3E?="
+    # The attacker's own domain passes DMARC at the trusted server: still not staff.
+    raw = (
+        f"Authentication-Results: {MX}; dmarc=pass header.from=evil.test; dkim=pass"
+        " header.d=evil.test\r\n"
+        f"From: {name} <attacker@evil.test>\r\nTo: {p.config.addresses.alias}\r\n"
+        "Subject: Annonce\r\nMessage-ID: <spoof@evil.test>\r\n\r\nLa session est annulée.\r\n"
+    ).encode()
+    p.swaks(raw, "attacker@evil.test")
+    settle(p, 1, "2026-11-26T10:00:00+01:00")
+    db = sqlite3.connect(p.config.database)
+    assert db.execute("select sender, status from commands").fetchall() == [
+        ("attacker@evil.test", "refused")
+    ]
+    assert db.execute("select count(*) from announcements").fetchone() == (0,)
+
+
+def test_several_from_addresses_are_refused(staffed):
+    p = staffed()
+    raw = (
+        f"Authentication-Results: {passing(p.staff[0])}\r\n"
+        f"From: {p.staff[0]}, attacker@evil.test\r\nTo: {p.config.addresses.alias}\r\n"
+        "Subject: Annonce\r\nMessage-ID: <two@evil.test>\r\n\r\nTexte.\r\n"
+    ).encode()
+    p.swaks(raw, p.staff[0])
+    settle(p, 1, "2026-11-26T10:00:00+01:00")
+    db = sqlite3.connect(p.config.database)
+    assert db.execute("select status, outcome from commands").fetchone()[0] == "refused"
+    assert "several_senders" in db.execute("select outcome from commands").fetchone()[0]
+
+
+def test_a_subject_that_only_starts_with_a_keyword_is_no_command(staffed):
+    p = staffed()
+    a0 = p.defis["alpha"][0]
+    command(p, a0, "Aide pour notre mise en production", "Bonjour, pouvez-vous nous aider ?")
+    command(p, p.staff[0], "Skip la réunion de demain ?", "On la décale ?")
+    settle(p, 2, "2026-11-26T10:00:00+01:00")
+    db = sqlite3.connect(p.config.database)
+    assert db.execute("select count(*) from commands").fetchone() == (0,)
+    assert db.execute("select count(*) from skipped_occurrences").fetchone() == (0,)
+    assert db.execute("select sender from help_requests").fetchall() == [(a0,)]
+
+
+def test_an_answer_with_the_alias_in_copy_is_still_an_answer(staffed):
+    p = staffed({"alpha": 1})
+    p.tick("2026-11-27T09:00:00+01:00")
+    a0 = p.defis["alpha"][0]
+    reply = clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Victoires :\nen copie de l'équipe")
+    reply = reply.replace(b"To: ", b"Cc: " + p.config.addresses.alias.encode() + b"\r\nTo: ", 1)
+    p.swaks(reply, a0)
+    settle(p, 1, "2026-11-27T10:00:00+01:00")
+    row = sqlite3.connect(p.config.database).execute("select kind, status from inbound").fetchone()
+    assert row == ("answer", "counted")

@@ -44,7 +44,7 @@ class _Request:
         self.message_id = str(msg.get("Message-ID", "")).strip()
         self.references = str(msg.get("References", "")).split()
         self.subject = decode_header(msg.get("Subject", ""))
-        sender = addresses(decode_header(msg.get("From", "")))
+        sender = addresses(str(msg.get("From", "")))
         self.from_name, self.from_address = sender[0] if sender else ("", "")
         self.to = decode_header(msg.get("To", ""))
         self.reply_to = decode_header(msg.get("Reply-To", "")) or decode_header(msg.get("From", ""))
