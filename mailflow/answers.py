@@ -89,23 +89,45 @@ def handle_inbound(
     report = InboundReport()
     by_name = {w.name: w for w in workflows if w.collect is not None}
     for message, parsed in pending_messages(db):
-        handled = desk(db, message, parsed, now) if desk is not None else None
-        if handled is not None:
-            verdict = Verdict(handled.kind, handled.status)
+        try:
+            verdict = _handle(db, by_name, secret, message, parsed, now, receipt, desk)
+        except Exception as e:  # one message must never stop the others, nor every tick
+            log.exception("message %s could not be handled", message)
+            error = f"{type(e).__name__}: {e}"
+            flag = ((parsed.from_address or "?").lower(), "error", f"message {message}: {error}")
+            verdict = Verdict("error", "failed", data={"error": error}, flag=flag)
             with transaction(db):
                 _record(db, message, parsed, verdict, now)
-                for mail in handled.act(db):
-                    queue(db, mail, now)
-        else:
-            verdict = judge(db, by_name, secret, parsed)
-            receipt_mail = _receipt(by_name, verdict, parsed, message, receipt)
-            with transaction(db):
-                _record(db, message, parsed, verdict, now)
-                if receipt_mail is not None:
-                    queue(db, receipt_mail, now)
         report.handled += 1
         report.kinds[verdict.kind] = report.kinds.get(verdict.kind, 0) + 1
     return report
+
+
+def _handle(
+    db: sqlite_utils.Database,
+    collecting: dict[str, Workflow],
+    secret: str,
+    message: int,
+    parsed: ParsedMessage,
+    now: dt.datetime,
+    receipt: Receipt | None,
+    desk: AliasDesk | None,
+) -> Verdict:
+    """Decide and act in one transaction: the record, its effects and its mails, or nothing."""
+    handled = desk(db, message, parsed, now) if desk is not None else None
+    if handled is not None:
+        verdict = Verdict(handled.kind, handled.status)
+        with transaction(db):
+            if _record(db, message, parsed, verdict, now):
+                for mail in handled.act(db):
+                    queue(db, mail, now)
+        return verdict
+    verdict = judge(db, collecting, secret, parsed)
+    receipt_mail = _receipt(collecting, verdict, parsed, message, receipt)
+    with transaction(db):
+        if _record(db, message, parsed, verdict, now) and receipt_mail is not None:
+            queue(db, receipt_mail, now)
+    return verdict
 
 
 def _receipt(
@@ -221,16 +243,19 @@ def _record(
     parsed: ParsedMessage,
     verdict: Verdict,
     now: dt.datetime,
-) -> None:
-    db.execute(
+) -> bool:
+    """Record the decision; False when the message was already handled (by another process)."""
+    cursor = db.execute(
         "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
-        " respondent, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " respondent, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
         [
             message, iso(now), verdict.kind, verdict.status, (parsed.from_address or "").lower(),
             verdict.workflow, verdict.occurrence, verdict.respondent, verdict.via,
             json.dumps(verdict.data, ensure_ascii=False) if verdict.data else None,
         ],
     )  # fmt: skip
+    if not cursor.rowcount:
+        return False
     if verdict.flag:
         address, kind, detail = verdict.flag
         db.execute(
@@ -239,3 +264,4 @@ def _record(
             [address, kind, message, detail, now_utc()],
         )
     log.info("message %s: %s (%s)", message, verdict.kind, verdict.status)
+    return True

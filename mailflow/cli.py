@@ -19,6 +19,7 @@ from .db import open_db
 from .engine import Engine
 from .errors import ConfigError, MailflowError
 from .ingest import ingest as run_ingest
+from .lock import Lock
 from .logs import setup_logging
 from .parse import parse_message
 from .reports import current_occurrence
@@ -126,7 +127,8 @@ def ingest(ctx: click.Context) -> None:
             bar.__exit__(None, None, None)
             bar = None
 
-    report = run_ingest(db, config.imap, collect_spec(config.workflows_dir), progress=progress)
+    with Lock.for_database(config.database):
+        report = run_ingest(db, config.imap, collect_spec(config.workflows_dir), progress=progress)
     for f in report.folders:
         extra = " (UIDVALIDITY changed: resynced)" if f.resynced else ""
         click.echo(
@@ -161,7 +163,8 @@ def _instant(value: str | None, config: Config) -> dt.datetime | None:
 def tick(ctx: click.Context, at: str | None, no_fetch: bool) -> None:
     """Ingest, then do everything due at this instant; running it twice sends nothing twice."""
     engine = _engine(ctx)
-    report = engine.tick(_instant(at, engine.config), fetch=not no_fetch)
+    with Lock.for_database(engine.config.database):
+        report = engine.tick(_instant(at, engine.config), fetch=not no_fetch)
     if report.ingest:
         click.echo(f"ingested {report.ingest.stored} new messages")
     if report.inbound and report.inbound.handled:

@@ -254,7 +254,7 @@ class Executor:
     def _do_event(self, r: Request) -> Done:
         db, command = r.db, r.command
         event_id = command.require("id").lower()
-        if not all(c.isalnum() or c == "-" for c in event_id):
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", event_id):
             raise CommandError("bad_id", value=event_id)
         existing = get_event(db, event_id)
         tz = self.config.timezone

@@ -9,59 +9,25 @@ exits cleanly; a second signal exits at once, which SQLite's atomic commits make
 
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import signal
 import socket
 import threading
 import time
-from pathlib import Path
 from types import FrameType
-from typing import IO
 
 import schedule
 
 from .clock import Clock, FileClock, SystemClock
 from .engine import Engine
-from .errors import LockError, MailflowError
+from .errors import MailflowError
+from .lock import Lock
 from .watch import Watcher
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT = 60.0
-
-
-class Lock:
-    """An exclusive, advisory lock held for the process's life (released by the kernel on exit)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.handle: IO[str] | None = None
-
-    def acquire(self) -> None:
-        handle = self.path.open("a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise LockError(
-                f"another mailflow daemon ({holder}) is running on this database; "
-                f"stop it first (lock: {self.path})"
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
-        self.handle = handle
-
-    def release(self) -> None:
-        if self.handle is not None:
-            fcntl.flock(self.handle, fcntl.LOCK_UN)
-            self.handle.close()
-            self.handle = None
 
 
 def notify(state: str) -> None:
@@ -110,7 +76,7 @@ class Daemon:
 
     def run(self, *, once: bool = False) -> int:
         """Tick until stopped (or once); returns the process exit status."""
-        lock = Lock(Path(f"{self.engine.config.database}.lock"))
+        lock = Lock.for_database(self.engine.config.database)
         lock.acquire()
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         every = max(1, round(self.heartbeat))
@@ -140,6 +106,9 @@ class Daemon:
             report = self.engine.tick(now)
         except MailflowError as e:
             log.error("tick at %s failed: %s", now.isoformat(), e)
+            return
+        except Exception:  # a bug must not kill the daemon: logged, and the next tick runs
+            log.exception("tick at %s failed", now.isoformat())
             return
         self.ticks += 1
         for run in report.steps:

@@ -218,7 +218,11 @@ class Engine:
         """Do everything due at ``now`` (default: the current time); idempotent."""
         now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
         report = TickReport(now)
-        self.sync_roster()
+        try:
+            self.sync_roster()
+        except MailflowError as e:  # a roster being edited: keep working with the stored one
+            report.errors.append(f"roster not reloaded, the stored one is used: {e}")
+            log.error("%s", report.errors[-1])
         self.sync_events(now, report)
         if fetch:
             try:
@@ -324,10 +328,11 @@ class Engine:
                 runs.append(
                     run_step(self.db, self.config, self.renderer, self.secret, occ, step, due, now)
                 )
-            except MailflowError as e:
-                # A broken template must not stop the other workflows; it is retried next tick.
-                message = f"{occ.workflow.name} {occ.id} {step.id}: {e}"
-                log.error(message)
+            except Exception as e:
+                # A broken template (or a bug) in one step must not stop the other steps,
+                # nor delivery; the step is tried again at the next tick.
+                message = f"{occ.workflow.name} {occ.id} {step.id}: {type(e).__name__}: {e}"
+                log.log(logging.ERROR, message, exc_info=not isinstance(e, MailflowError))
                 if report is not None:
                     report.errors.append(message)
         return runs

@@ -67,14 +67,30 @@ def is_queued(db: sqlite_utils.Database, key: str) -> bool:
     return db.execute("select 1 from outbox where key = ?", [key]).fetchone() is not None
 
 
+# A mail marked ``sending`` whose sender died is sent again once this has passed: long
+# enough that a live sender (another process) has finished with it.
+SENDING_LEASE = dt.timedelta(minutes=10)
+
+
 def due(db: sqlite_utils.Database, now: dt.datetime, limit: int = 1000) -> list[Pending]:
-    """Mails to send now, oldest first; ``sending`` ones were in flight at a crash."""
+    """Mails to send now, oldest first; ``sending`` ones whose lease has run out were in
+    flight when their sender died."""
     rows = db.execute(
         "select id, key, to_addrs, sender, raw, attempts, status from outbox"
         " where status in ('queued', 'sending') and next_attempt_at <= ? order by id limit ?",
         [iso(now), limit],
     )
     return [Pending(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
+
+
+def claim(db: sqlite_utils.Database, mail: Pending, now: dt.datetime) -> bool:
+    """Mark a mail ``sending`` if nobody claimed it since it was read; True when we did."""
+    cursor = db.execute(
+        "update outbox set status = 'sending', attempts = ?, next_attempt_at = ?"
+        " where id = ? and status = ? and attempts = ?",
+        [mail.attempts + 1, iso(now + SENDING_LEASE), mail.id, mail.status, mail.attempts],
+    )
+    return bool(cursor.rowcount)
 
 
 def mark(

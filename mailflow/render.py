@@ -132,6 +132,7 @@ _CRLF = compat32.clone(linesep="\r\n")
 
 
 def _header(name: str, value: str) -> str:
+    value = " ".join(value.split())  # no line break can come from a template or a subject
     return value if value.isascii() else Header(value, "utf-8", header_name=name).encode()
 
 

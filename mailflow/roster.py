@@ -113,13 +113,14 @@ class Roster:
 def _member(t: Table, key: str, value: str) -> Member:
     pairs = email.utils.getaddresses([value])
     if len(pairs) != 1 or not _valid(pairs[0][1]):
-        t.fail(key, "addresses such as 'Camille Martin <camille@example.test>'", value)
+        t.fail(key, "ASCII addresses such as 'Camille Martin <camille@example.test>'", value)
     name, address = pairs[0]
     return Member(address.lower(), name)
 
 
 def _valid(address: str) -> bool:
-    return bool(re.fullmatch(_ADDRESS, address))
+    # ASCII only: an address SMTP cannot carry without SMTPUTF8 would fail at every send.
+    return address.isascii() and bool(re.fullmatch(_ADDRESS, address))
 
 
 def load_roster(path: Path) -> Roster:
@@ -149,14 +150,14 @@ def load_roster(path: Path) -> Roster:
     for t in root.tables("staff"):
         address = t.string("address")
         if not _valid(address):
-            t.fail("address", "an email address", address)
+            t.fail("address", "an ASCII email address", address)
         staff.append(Staff(address.lower(), t.string("name", ""), t.string("role", "")))
         t.done()
     mentors = []
     for t in root.tables("mentor"):
         address = t.string("address")
         if not _valid(address):
-            t.fail("address", "an email address", address)
+            t.fail("address", "an ASCII email address", address)
         followed = t.strings("defis", ())
         unknown = [d for d in followed if d not in seen]
         if unknown:

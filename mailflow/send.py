@@ -1,8 +1,9 @@
 """SMTP delivery of the outbox: one connection per batch, retries with backoff, no loops.
 
-Each mail is marked ``sending`` (committed) before the SMTP transaction and ``sent``
-right after the server accepts it. A crash between the two leaves it ``sending``, and
-it is sent again on the next delivery: mailflow chooses at-least-once for the one mail
+Each mail is claimed (marked ``sending`` and committed, only if nobody claimed it since
+it was read) before the SMTP transaction, and marked ``sent`` right after the server
+accepts it. A crash between the two leaves it ``sending``; it is sent again once its
+ten-minute lease has run out: mailflow chooses at-least-once for the one mail
 in flight, and the copy carries the same Message-ID, which lets mail clients that
 deduplicate (Gmail does) drop it. A temporary failure (4xx, dropped connection) is
 retried after 1 min, 5 min, 15 min, 1 h, 3 h, 6 h, then the mail is ``failed``; a
@@ -134,12 +135,18 @@ def _send_one(
 ) -> bool:
     """Send one mail and record the outcome; False when the connection is lost."""
     with transaction(db):
-        outbox.mark(db, mail.id, "sending", now, attempts=mail.attempts + 1)
+        if not outbox.claim(db, mail, now):
+            return True  # another process took it meanwhile
     try:
         refused = client.sendmail(mail.sender, list(mail.to), mail.raw)
     except (*_CONNECTION_ERRORS, smtplib.SMTPException) as e:
         _record_failure(db, mail, _classify(e), now, report)
         return not _connection_lost(e)
+    except Exception as e:  # e.g. an address smtplib cannot encode: that mail fails alone
+        _record_failure(
+            db, mail, SendError(f"{type(e).__name__}: {e}", permanent=True), now, report
+        )
+        return True
     refusals = {a: f"{c} {m.decode(errors='replace')}" for a, (c, m) in refused.items()}
     with transaction(db):
         outbox.mark(

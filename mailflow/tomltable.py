@@ -34,6 +34,10 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), "an existing file") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("(syntax)", f"valid TOML ({e})", source=str(path)) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            "(encoding)", f"a file saved as UTF-8 ({e.reason})", source=str(path)
+        ) from None
     except OSError as e:
         raise ConfigError(str(path), f"a readable file ({e.strerror})") from None
 
@@ -179,7 +183,7 @@ class Table:
         name = self.string(key, default)
         try:
             return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             self.fail(key, "an IANA time zone such as Europe/Paris", name)
 
     def table(self, key: str, *, required: bool = False) -> Table:

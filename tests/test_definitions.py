@@ -56,7 +56,11 @@ def test_roster_loads_and_is_kept_in_sqlite(tmp_path):
     ("change", "message"),
     [
         (('id = "bulletins"', 'id = "Bulletins!"'), r"defi\[0\]\.id: expected a value matching"),
-        (('"hugo@bulletins.test"', '"not an address"'), r"defi\[0\]\.members: expected addresses"),
+        (('"hugo@bulletins.test"', '"not an address"'), r"defi\[0\]\.members: expected ASCII"),
+        (
+            ('"hugo@bulletins.test"', '"élodie@bulletins.test"'),
+            r"defi\[0\]\.members: expected ASCII",
+        ),
         (("active_until = 2027-06-30", 'active_until = "June"'), r"active_until: expected a date"),
         (('role = "lead"', 'rol = "lead"'), r"staff\[0\]\.rol: expected a known key"),
         (
