@@ -18,6 +18,7 @@ _BLOCK = {
 _SKIP = {"head", "script", "style", "title", "xml", "template", "noscript"}
 _VOID = {"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr"}
 _SPACES = re.compile(r"[ \t\r\n\f\u00a0\u202f]+")
+MAX_QUOTE_DEPTH = 10
 
 
 class _TextBuilder(HTMLParser):
@@ -35,7 +36,9 @@ class _TextBuilder(HTMLParser):
     # -- lines --------------------------------------------------------------------------
     def newline(self, *, force: bool = False) -> None:
         if self.line.strip() or force:
-            prefix = "> " * self.line_depth
+            # Deeper quotes are still quotes: past ten levels the prefix stops growing, so
+            # that a crafted nesting cannot make the text grow with its square.
+            prefix = "> " * min(self.line_depth, MAX_QUOTE_DEPTH)
             self.lines.append((prefix + self.line.rstrip()).rstrip())
         self.line = ""
         self.line_depth = self.quote_depth
@@ -43,7 +46,7 @@ class _TextBuilder(HTMLParser):
     def blank_line(self) -> None:
         self.newline()
         if self.lines and self.lines[-1].strip("> ") != "":
-            self.lines.append(("> " * self.quote_depth).rstrip())
+            self.lines.append(("> " * min(self.quote_depth, MAX_QUOTE_DEPTH)).rstrip())
 
     def write(self, text: str) -> None:
         if not self.line:

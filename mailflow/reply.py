@@ -21,6 +21,9 @@ from dataclasses import dataclass, field
 
 from .sections import normalize
 
+MAX_TEXT = 100_000  # characters read of one message: a weekly answer is a few thousand
+MAX_TAIL_PASSES = 10  # sign-off, then footer, then signature…: a few passes at most
+
 
 def _never(line: str) -> bool:
     return False
@@ -131,7 +134,20 @@ def _unquote(line: str) -> str:
     return _QUOTE_PREFIX.sub("", line)
 
 
+class _Lines(list[str]):
+    """Lines that know, for each, where the next non-empty one is (computed once, so that
+    looking ahead never makes a long message quadratic)."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(lines)
+        self.following: list[int | None] = [None] * (len(lines) + 1)
+        for i in range(len(lines) - 1, -1, -1):
+            self.following[i] = i if lines[i].strip() else self.following[i + 1]
+
+
 def _next_nonempty(lines: list[str], start: int) -> int | None:
+    if isinstance(lines, _Lines):
+        return lines.following[start] if start < len(lines) else None
     for i in range(start, len(lines)):
         if lines[i].strip():
             return i
@@ -203,6 +219,7 @@ def _unwrap_forward(lines: list[str], ctx: ReplyContext) -> list[str]:
 
 def _history_start(lines: list[str]) -> tuple[int, list[int]]:
     """Where unquoted history begins, and the attribution lines to drop above it."""
+    lines = _Lines(lines)
     drop: list[int] = []
     i = 0
     while i < len(lines):
@@ -229,6 +246,7 @@ def _history_start(lines: list[str]) -> tuple[int, list[int]]:
 
 def _drop_quotes(lines: list[str], ctx: ReplyContext) -> list[str]:
     """Remove quoted lines, keeping a quoted heading when an inline answer follows it."""
+    lines = _Lines(lines)
     out: list[str] = []
     i = 0
     while i < len(lines):
@@ -292,23 +310,26 @@ def _name_variants(name: str) -> set[str]:
 
 def _drop_tail(lines: list[str], ctx: ReplyContext) -> list[str]:
     """Signatures, sign-offs, footers and disclaimers at the end of the sender's text."""
-    changed = True
-    while changed:
-        changed = False
-        while lines and not lines[-1].strip():
-            lines = lines[:-1]
-        if lines and (_FOOTER.match(lines[-1].strip()) or _BREVITY.search(lines[-1])):
-            lines, changed = lines[:-1], True
-            continue
-        cut = _tail_cut(lines, ctx)
-        if cut is not None:
-            lines, changed = lines[:cut], True
+    for _ in range(MAX_TAIL_PASSES):
+        end = len(lines)
+        while end and (not lines[end - 1].strip() or _is_footer(lines[end - 1])):
+            end -= 1
+        cut = _tail_cut(lines[:end], ctx)
+        lines = lines[: end if cut is None else cut]
+        if cut is None:
+            break
     return lines
 
 
+def _is_footer(line: str) -> bool:
+    return bool(_FOOTER.match(line.strip()) or _BREVITY.search(line))
+
+
 def _tail_cut(lines: list[str], ctx: ReplyContext) -> int | None:
+    last_heading = max((i for i, line in enumerate(lines) if ctx.is_heading(line)), default=-1)
+
     def no_heading_after(i: int) -> bool:
-        return not any(ctx.is_heading(x) for x in lines[i + 1 :])
+        return i >= last_heading
 
     for i, line in enumerate(lines):
         if _SIG_DASH.match(line) and no_heading_after(i):
@@ -342,7 +363,7 @@ def _tail_cut(lines: list[str], ctx: ReplyContext) -> int | None:
 def extract_reply(text: str, ctx: ReplyContext | None = None) -> str:
     """The text the sender wrote in this message, without history, signature or footers."""
     ctx = ctx or ReplyContext()
-    lines = _clean(text)
+    lines = _clean(text[:MAX_TEXT])
     lines = _unwrap_forward(lines, ctx)
     end, attribution = _history_start(lines)
     dropped = set(attribution)
