@@ -209,18 +209,31 @@ def _answer(
 ) -> Verdict:
     assert workflow.collect is not None
     split = workflow.collect.split(parsed.text)
+    sections = {k: split[k] for k in workflow.collect.section_keys}
+    fields = {k: split[k] for k in workflow.collect.field_keys}
     data: dict[str, object] = {
-        "sections": {k: split[k] for k in workflow.collect.section_keys},
-        "fields": {k: split[k] for k in workflow.collect.field_keys},
-        "text": parsed.text,
+        "sections": sections, "fields": fields, "text": parsed.text,
         "from_name": parsed.from_name,
-    }
+    }  # fmt: skip
+    empty = not any(sections.values()) and not any(fields.values())
+    if empty and _answered(db, workflow.name, occurrence, respondent):
+        # "Merci !" in answer to a receipt: a conversation, not a new (empty) answer.
+        return Verdict("reply", "recorded", workflow.name, occurrence, respondent, via)
     if sender not in respondent_addresses(db, respondent):
         detail = f"answered for {respondent} ({workflow.name} {occurrence}) but is not a member"
         return Verdict("answer", "non_member", workflow.name, occurrence, respondent, via, data,
                        flag=(sender, "non_member", detail))  # fmt: skip
     status = "late" if digest_done(db, workflow, occurrence) else "counted"
     return Verdict("answer", status, workflow.name, occurrence, respondent, via, data)
+
+
+def _answered(db: sqlite_utils.Database, workflow: str, occurrence: str, respondent: str) -> bool:
+    row = db.execute(
+        "select 1 from inbound where kind = 'answer' and status in ('counted', 'late')"
+        " and workflow = ? and occurrence = ? and respondent = ? limit 1",
+        [workflow, occurrence, respondent],
+    ).fetchone()
+    return row is not None
 
 
 def digest_done(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> bool:

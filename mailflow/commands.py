@@ -277,6 +277,7 @@ class Executor:
             starts, ends, all_day = self._span(command, day, tz, existing)
             event = replace(
                 existing,
+                source="mail",
                 title=command.get("title") or existing.title,
                 starts=starts,
                 ends=ends,
@@ -332,7 +333,7 @@ class Executor:
         event = get_event(db, command.require("id").lower())
         if event is None:
             raise CommandError("unknown_event", id=command.get("id"))
-        save_event(db, replace(event, status="cancelled"))
+        save_event(db, replace(event, status="cancelled", source="mail"))
         return Done("cancelled", {"event": event.as_context(self.config.timezone)})
 
     def _do_skip(self, r: Request) -> Done:

@@ -34,13 +34,14 @@ class Block:
     occurrence: str
     sender: str
     from_name: str
+    text: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         # ``defi`` names the respondent too, so that défi-centred templates read naturally.
         return {
             "who": self.who, "defi": self.who, "sections": self.sections, "fields": self.fields,
             "received_at": self.received_at, "occurrence": self.occurrence,
-            "sender": self.sender, "from_name": self.from_name,
+            "sender": self.sender, "from_name": self.from_name, "text": self.text,
         }  # fmt: skip
 
 
@@ -106,7 +107,7 @@ def digest_context(
         who = respondent_info(roster, respondent)
         return Block(
             who, answer["sections"], answer["fields"], answer["received_at"], occ,
-            answer["sender"], answer.get("from_name", ""),
+            answer["sender"], answer.get("from_name", ""), answer.get("text", ""),
         )  # fmt: skip
 
     blocks = sorted(

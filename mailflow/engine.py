@@ -163,18 +163,29 @@ class Engine:
             "select id, event, sequence, change, detail from event_changes"
             " where notified_at is null order by id"
         ).fetchall()
+        # Several changes of one event since the last tick make one mail, about how the
+        # event is now (cancelled, or changed), with its current sequence.
+        pending: dict[str, list[tuple[int, str, str]]] = {}
+        for change_id, event_id, _sequence, change, detail in rows:
+            pending.setdefault(event_id, []).append((change_id, change, detail))
         queued = 0
-        for change_id, event_id, sequence, change, detail in rows:
+        for event_id, changes in pending.items():
             event = get_event(self.db, event_id)
             mails: list[Outgoing] = []
-            if event is not None and change != "created":
+            if event is not None and any(c != "created" for _, c, _ in changes):
+                change = "cancelled" if event.status == "cancelled" else "changed"
+                detail = "; ".join(d for _, _, d in changes if d)
                 for workflow in self.workflows:
-                    mails += self._change_mails(workflow, event, change, sequence, detail, now)
+                    mails += self._change_mails(
+                        workflow, event, change, event.sequence, detail, now
+                    )
             with transaction(self.db):
                 for mail in mails:
                     queued += queue(self.db, mail, now)
+                marks = ",".join("?" * len(changes))
                 self.db.execute(
-                    "update event_changes set notified_at = ? where id = ?", [iso(now), change_id]
+                    f"update event_changes set notified_at = ? where id in ({marks})",
+                    [iso(now), *(c[0] for c in changes)],
                 )
         return queued
 

@@ -4,7 +4,9 @@ Read from the planning file and, optionally, an ICS file or URL (``[events]`` in
 config); created or changed by staff commands too. Kept in SQLite: a change of date,
 hours, place, title or status increments the event's ``sequence`` (iCalendar's
 SEQUENCE) and is recorded in ``event_changes``, from which updates and cancellations are
-sent. An event that disappears from its source is cancelled, not forgotten.
+sent. An event that disappears from its source is cancelled, not forgotten. An event
+changed or cancelled by a command keeps the command's version: its source no longer
+overrides it.
 
 The planning file::
 
@@ -297,6 +299,9 @@ def sync_events(
     incoming = {e.id for e in events}
     with transaction(db):
         for event in events:
+            stored = get_event(db, event.id)
+            if stored is not None and stored.source == "mail" and event.source != "mail":
+                continue  # the staff changed it by mail: their version stands
             change = save_event(db, event)
             if change:
                 changes.append(f"{event.id}: {change}")

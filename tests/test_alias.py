@@ -413,3 +413,28 @@ def test_an_answer_with_the_alias_in_copy_is_still_an_answer(staffed):
     settle(p, 1, "2026-11-27T10:00:00+01:00")
     row = sqlite3.connect(p.config.database).execute("select kind, status from inbound").fetchone()
     assert row == ("answer", "counted")
+
+
+def test_a_planning_event_changed_by_mail_keeps_the_change_after_a_restart(staffed, tmp_path):
+    planning = tmp_path / "planning.toml"
+    planning.write_text(
+        '[[event]]\nid = "session-12"\ntitle = "Session"\nstart = 2026-12-10T09:30:00\n'
+        'end = 2026-12-10T17:30:00\nplace = "Tiers-lieu"\n'
+    )
+    p = staffed(events={"planning": str(planning)})
+    p.tick("2026-12-03T10:00:00+01:00")  # invitations sent
+    command(p, p.staff[0], "événement", "id: session-12\nlieu: DINUM, salle 3")
+    command(p, p.staff[0], "événement", "id: session-12\ndébut: 14h\nfin: 17h")
+    settle(p, 2, "2026-12-03T11:00:00+01:00")
+    # Two changes in one tick: one update, about the event as it now is.
+    updates = [m for m in p.inbox(p.defis["alpha"][0]) if "Modifié" in str(m["Subject"])]
+    assert (
+        len(updates) == 1
+        and "de 14h à 17h" in text_of(updates[0])
+        and "DINUM" in text_of(updates[0])
+    )
+    # A restart reads the planning file again: the staff's version stands, no new update.
+    p.tick("2026-12-04T10:00:00+01:00")
+    db = sqlite3.connect(p.config.database)
+    assert db.execute("select place, source from events").fetchone() == ("DINUM, salle 3", "mail")
+    assert len([m for m in p.inbox(p.defis["alpha"][0]) if "Modifié" in str(m["Subject"])]) == 1

@@ -308,3 +308,25 @@ def test_the_gazette_asks_the_staff_and_sends_their_news_to_the_cohort(programme
     assert "Le bootcamp de janvier est confirmé à Lyon." in text
     assert "(Staff)" in text and "mise en production" in text
     assert text.index("NOUVELLES") < text.index("BRAVO") and "AGENDA" not in text
+
+
+def test_a_thank_you_to_the_receipt_keeps_the_answer_and_free_text_is_shown(programme):
+    p = programme({"alpha": 1, "beta": 1})
+    p.tick(at("09:00"))
+    a0, b0 = p.defis["alpha"][0], p.defis["beta"][0]
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Besoins :\nun contact à la CNIL"), a0)
+    p.swaks(
+        clients.gmail(
+            p.localmail.fetch(b0)[0], b0, "B", "Semaine calme, on avance sur la recette."
+        ),
+        b0,
+    )
+    p.wait_shared(2)
+    p.tick(at("10:00"))
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[1], a0, "A", "Merci !"), a0)
+    p.wait_shared(3)
+    p.tick(at("11:00"))
+    p.tick(at("15:00"))
+    digest = text_of(p.inbox(p.config.addresses.cohort)[0])
+    assert "Alpha : un contact à la CNIL" in digest
+    assert "Semaine calme, on avance sur la recette." in digest
