@@ -190,15 +190,15 @@ def test_a_wrong_argument_gets_a_clear_error_and_changes_nothing(staffed):
     p = staffed()
     command(p, p.staff[0], "événement", "id: x\ntitre: Sans date")
     command(p, p.staff[0], "événement", "id: y\ntitre: T\ndate: 32/13/2026")
-    settle(p, 2, "2026-12-01T10:00:00+01:00")
+    command(p, p.staff[0], "événement", "id: réunion\ntitre: T\ndate: 2026-12-10")
+    settle(p, 3, "2026-12-01T10:00:00+01:00")
     texts = sorted(text_of(m) for m in replies(p, p.staff[0]))
     assert any("il manque la ligne « date : … »" in t for t in texts)
     assert any("« 32/13/2026 » n'est pas une date" in t for t in texts)
-    assert sqlite3.connect(p.config.database).execute("select count(*) from events").fetchone() == (
-        0,
-    )
-    log = sqlite3.connect(p.config.database).execute("select status from commands").fetchall()
-    assert log == [("failed",), ("failed",)]
+    assert any("l'identifiant « réunion » ne doit contenir que" in t for t in texts)
+    db = sqlite3.connect(p.config.database)
+    assert db.execute("select count(*) from events").fetchone() == (0,)
+    assert db.execute("select status from commands").fetchall() == [("failed",)] * 3
 
 
 @pytest.mark.parametrize(
