@@ -30,9 +30,12 @@ def _domain(value: str) -> str:
 
 
 def aligned(domain: str, from_domain: str) -> bool:
-    """Relaxed alignment: the same domain, or one a subdomain of the other."""
+    """Relaxed alignment: the same domain, or one a subdomain of the other.
+
+    A bare top-level domain (``d=fr``) never aligns: nobody signs for a whole TLD.
+    """
     domain, from_domain = domain.lower(), from_domain.lower()
-    return bool(domain) and (
+    return "." in domain and (
         domain == from_domain
         or from_domain.endswith("." + domain)
         or domain.endswith("." + from_domain)
