@@ -60,11 +60,20 @@ class Daemon:
         self.stop = threading.Event()
         self.heartbeat = heartbeat
         self.signals = 0
-        self.watcher = Watcher(engine.config.imap, self.stop, poll=heartbeat) if idle else None
+        self.watcher = (
+            Watcher(engine.config.imap, self.stop, poll=heartbeat, stored_uid=self._stored_uid)
+            if idle
+            else None
+        )
         self.jobs = schedule.Scheduler()
         self.ticks = 0
         self._wake = threading.Event()
         self._workflow_files = self._workflow_state()
+
+    def _stored_uid(self, folder: str) -> int:
+        row = self.engine.db.execute("select last_uid from folders where name = ?", [folder])
+        found = row.fetchone()
+        return int(found[0]) if found else 0
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1

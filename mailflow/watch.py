@@ -14,6 +14,7 @@ import contextlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 from imapclient import IMAPClient
 
@@ -31,8 +32,17 @@ MAX_BACKOFF = 60.0
 class Watcher:
     """Waits on one folder of the shared mailbox."""
 
-    def __init__(self, cfg: ImapConfig, stop: threading.Event, poll: float = 60.0) -> None:
+    def __init__(
+        self,
+        cfg: ImapConfig,
+        stop: threading.Event,
+        poll: float = 60.0,
+        stored_uid: Callable[[str], int] | None = None,
+    ) -> None:
+        """``stored_uid(folder)``: the last UID already stored, to see mail that came in
+        while mailflow was busy (IDLE only announces what arrives during it)."""
         self.cfg = cfg
+        self.stored_uid = stored_uid
         self.folder = cfg.folders[0]
         self.stop = stop
         self.poll = poll
@@ -77,6 +87,10 @@ class Watcher:
 
     def _idle(self, timeout: float) -> str:
         assert self.client is not None
+        if self.stored_uid is not None:
+            status = self.client.folder_status(self.folder, [b"UIDNEXT"])
+            if int(status[b"UIDNEXT"]) - 1 > self.stored_uid(self.folder):
+                return "mail"  # it arrived during the last tick, after its fetch
         deadline = time.monotonic() + min(timeout, REISSUE)
         self.client.idle()
         outcome = "timeout"
