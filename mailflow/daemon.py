@@ -66,7 +66,6 @@ class Daemon:
             else None
         )
         self.jobs = schedule.Scheduler()
-        self.ticks = 0
         self._wake = threading.Event()
         self._workflow_files = self._workflow_state()
 
@@ -119,7 +118,6 @@ class Daemon:
         except Exception:  # a bug must not kill the daemon: logged, and the next tick runs
             log.exception("tick at %s failed", now.isoformat())
             return
-        self.ticks += 1
         for run in report.steps:
             log.info(
                 "%s %s %s: %s (%d queued)",

@@ -83,11 +83,6 @@ class _Fetched:
         return self.message_id or "sha256:" + self.sha256
 
 
-def message_key(message_id: str | None, raw: bytes) -> str:
-    """The identity of a message: its Message-ID, or the SHA-256 of its bytes without one."""
-    return message_id or "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
 def header_message_id(raw: bytes) -> str | None:
     """The Message-ID in a message's header, read without parsing the message."""
     end = raw.find(b"\r\n\r\n")

@@ -63,10 +63,6 @@ def queue(db: sqlite_utils.Database, mail: Outgoing, now: dt.datetime) -> bool:
     return bool(cursor.rowcount)
 
 
-def is_queued(db: sqlite_utils.Database, key: str) -> bool:
-    return db.execute("select 1 from outbox where key = ?", [key]).fetchone() is not None
-
-
 # A mail marked ``sending`` whose sender died is sent again once this has passed: long
 # enough that a live sender (another process) has finished with it.
 SENDING_LEASE = dt.timedelta(minutes=10)

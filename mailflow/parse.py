@@ -18,7 +18,6 @@ from .mime import BodyText, addresses, body_text, decode_header, message_from_by
 from .reply import ReplyContext, extract_reply, looks_forwarded
 from .sections import SectionSpec
 
-PARSER_VERSION = 1
 _MSGID = re.compile(r"<[^<>\s]+>")
 
 

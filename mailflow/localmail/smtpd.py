@@ -172,10 +172,6 @@ class SmtpServer:
             self._controller.stop()
             self._controller = None
 
-    @property
-    def running(self) -> bool:
-        return self._controller is not None
-
     def fail_next(self, response: str, times: int = 1) -> None:
         """Answer the next ``times`` DATA commands with ``response`` (e.g. ``451 4.3.2 busy``)."""
         with self.handler.lock:
