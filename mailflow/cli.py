@@ -385,7 +385,8 @@ def demo(folder: str, friday: dt.datetime | None) -> None:
 
     day = friday.date() if friday else next_friday(dt.date.today())
     run_demo(Path(folder), day, click.echo)
-    click.echo(f"\nThe database is in {folder}/: try `mailflow -c {folder}/mailflow.toml status`.")
+    program = sys.argv[0]
+    click.echo(f"\nThe database is in {folder}/: try `{program} -c {folder}/mailflow.toml status`.")
 
 
 def main() -> None:
