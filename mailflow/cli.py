@@ -17,7 +17,7 @@ from . import __version__, reports
 from .config import PROJECT_DIR, Config, load_config
 from .db import open_db
 from .engine import Engine
-from .errors import ConfigError, MailflowError
+from .errors import ClockError, ConfigError, MailflowError
 from .ingest import ingest as run_ingest
 from .lock import Lock
 from .logs import setup_logging
@@ -112,6 +112,7 @@ def _workflows_dir(ctx: click.Context) -> Path:
 def ingest(ctx: click.Context) -> None:
     """Store every new message of the configured IMAP folders, then parse them."""
     config = _config(ctx)
+    config.imap.require_password()
     db = open_db(config.database)
     bar: Any = None
 
@@ -159,12 +160,25 @@ def _instant(value: str | None, config: Config) -> dt.datetime | None:
     "--at", "at", metavar="ISO-8601", help="Act as if it were this instant (default: now)."
 )
 @click.option("--no-fetch", is_flag=True, help="Do not read the mailbox (steps and delivery only).")
+@click.option(
+    "--dry-run", is_flag=True,
+    help="Print what would be sent and write it as .eml files; change nothing.",
+)  # fmt: skip
+@click.option(
+    "--out", "out", type=click.Path(file_okay=False), default="dry-run", show_default=True,
+    help="With --dry-run: the folder for the .eml files.",
+)  # fmt: skip
 @click.pass_context
-def tick(ctx: click.Context, at: str | None, no_fetch: bool) -> None:
+def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out: str) -> None:
     """Ingest, then do everything due at this instant; running it twice sends nothing twice."""
     engine = _engine(ctx)
+    engine.config.require_secrets()
+    moment = _instant(at, engine.config)
+    if dry_run:
+        _dry_run(engine, moment, Path(out))
+        return
     with Lock.for_database(engine.config.database):
-        report = engine.tick(_instant(at, engine.config), fetch=not no_fetch)
+        report = engine.tick(moment, fetch=not no_fetch)
     if report.ingest:
         click.echo(f"ingested {report.ingest.stored} new messages")
     if report.inbound and report.inbound.handled:
@@ -182,6 +196,23 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool) -> None:
         click.echo(f"error: {error}", err=True)
     if report.errors:
         sys.exit(1)
+
+
+def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path) -> None:
+    result = engine.dry_run(moment)
+    out.mkdir(parents=True, exist_ok=True)
+    for number, (mail, subject) in enumerate(result.mails, 1):
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "-", mail.key)[:120]
+        (out / f"{number:03d}-{name}.eml").write_bytes(mail.raw)
+        click.echo(f"{mail.key}: to {', '.join(mail.to)}: {subject}")
+    for run in result.report.steps:
+        if run.status in ("skipped", "held"):
+            click.echo(f"{run.workflow} {run.occurrence} {run.step}: {run.status} ({run.note})")
+    for error in result.report.errors:
+        click.echo(f"error: {error}", err=True)
+    count = len(result.mails)
+    click.echo(f"dry run: {count} mail{'s' if count != 1 else ''} would be sent, written to "
+               f"{out}/; nothing was changed")  # fmt: skip
 
 
 def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
@@ -368,8 +399,15 @@ def run(
     from .daemon import Daemon
 
     setup_logging(logging.INFO, log_format)
+    engine = _engine(ctx)
+    engine.config.require_secrets()
+    if clock_file and not engine.config.rehearsal:
+        raise ClockError(
+            "--clock-file moves time by hand: only a rehearsal install may use it "
+            "(set rehearsal = true in [mailflow])"
+        )
     clock = FileClock(Path(clock_file)) if clock_file else None
-    daemon = Daemon(_engine(ctx), clock, heartbeat=heartbeat, idle=not no_idle)
+    daemon = Daemon(engine, clock, heartbeat=heartbeat, idle=not no_idle)
     sys.exit(daemon.run(once=once))
 
 

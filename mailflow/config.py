@@ -118,6 +118,18 @@ class Config:
     addresses: Addresses
     security: Security
     events: EventSources = field(default_factory=EventSources)
+    # A rehearsal install (tests, the demo, staff trying a week) may be told any instant;
+    # a real one acts only at the present time and refuses instants in the future.
+    rehearsal: bool = False
+
+    def require_secrets(self) -> None:
+        """Raise ``ConfigError`` naming the variable of a secret a mail server needs but lacks.
+
+        Checked when ``run``, ``tick`` and ``ingest`` start, so that a missing password is a
+        clear error then, not a tick that silently reads nothing.
+        """
+        self.imap.require_password()
+        self.smtp.require_password()
 
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -163,6 +175,7 @@ def config_from_table(
     workflows_dir = resolve(main.string("workflows", str(PROJECT_DIR / "workflows")))
     templates_dir = resolve(main.string("templates", str(PROJECT_DIR / "templates")))
     roster_value = main.string("roster", "")
+    rehearsal = main.boolean("rehearsal", False)
     main.done()
 
     imap = _imap(root.table("imap", required=True), env, resolve)
@@ -194,6 +207,7 @@ def config_from_table(
         addresses=addresses,
         security=security,
         events=events,
+        rehearsal=rehearsal,
     )
 
 

@@ -91,11 +91,14 @@ class Daemon:
         self.jobs.every(every).seconds.do(self._wake.set)
         self.jobs.every(every).seconds.do(self.reload_if_changed)
         notify("READY=1")
-        log.info("mailflow running on %s", self.engine.config.database)
+        rehearsal = " (rehearsal: the clock may be moved)" if self.engine.config.rehearsal else ""
+        log.info("mailflow running on %s%s", self.engine.config.database, rehearsal)
+        status = 0
         try:
             while not self.stop.is_set():
-                self.tick()
+                ok = self.tick()
                 if once:
+                    status = 0 if ok else 1
                     break
                 self.wait()
         finally:
@@ -106,18 +109,19 @@ class Daemon:
                 self.watcher.close()
             lock.release()
             log.info("mailflow stopped")
-        return 0
+        return status
 
-    def tick(self) -> None:
+    def tick(self) -> bool:
+        """One tick; False when it failed or reported errors (``--once`` exits non-zero)."""
         now = self.clock.now()
         try:
             report = self.engine.tick(now)
         except MailflowError as e:
             log.error("tick at %s failed: %s", now.isoformat(), e)
-            return
+            return False
         except Exception:  # a bug must not kill the daemon: logged, and the next tick runs
             log.exception("tick at %s failed", now.isoformat())
-            return
+            return False
         for run in report.steps:
             log.info(
                 "%s %s %s: %s (%d queued)",
@@ -129,6 +133,7 @@ class Daemon:
             )
         for error in report.errors:
             log.error("%s", error)
+        return not report.errors
 
     def seconds_to_next_due(self) -> float:
         """Real seconds until the engine has something to do, at most one heartbeat."""

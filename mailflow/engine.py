@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import sqlite3
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import sqlite_utils
 
-from . import tokens
+from . import notices, outbox, tokens
 from .alias import Desk
 from .answers import InboundReport, handle_inbound
 from .commands import Vocabulary
 from .config import Config
 from .db import open_db, transaction
-from .errors import MailflowError, MailServerError
+from .errors import ClockError, ConfigError, MailflowError, MailServerError
 from .events import Event, get_event, load_ics, load_planning, sync_events, upcoming
 from .ingest import IngestReport, ingest
 from .occurrences import due_at, occurrence_day, occurrences_around
@@ -37,6 +39,8 @@ from .steps import (
     acknowledgement,
     base_context,
     build_mails,
+    failed_notice,
+    give_up,
     run_step,
 )
 from .workflow import Step, Workflow, load_workflows, merged_spec
@@ -47,14 +51,27 @@ LOOKBACK = dt.timedelta(days=14)
 CALENDAR_REFRESH = dt.timedelta(minutes=15)
 
 
+FUTURE_TOLERANCE = dt.timedelta(minutes=1)
+BLIND_NOTICE_AFTER = dt.timedelta(hours=1)  # an unreadable mailbox the staff are told about
+
+
 @dataclass
 class TickReport:
     now: dt.datetime
+    blind: str = ""  # why the mailbox could not be read this tick ("" when it was)
     ingest: IngestReport | None = None
     inbound: InboundReport | None = None
     steps: list[StepRun] = field(default_factory=list)
     delivery: DeliveryReport | None = None
     errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DryRun:
+    """What a tick would do: its report, and each mail it would send with its subject."""
+
+    report: TickReport
+    mails: list[tuple[outbox.Pending, str]]
 
 
 class Engine:
@@ -95,7 +112,7 @@ class Engine:
         languages = {self.config.language} | {w.language for w in self.workflows if w.language}
         if self.config.roster and self.config.roster.exists():
             languages |= {d.language for d in load_roster(self.config.roster).defis if d.language}
-        for name in ("commands/reply", "commands/refused", "system/failures"):
+        for name in ("commands/reply", "commands/refused", "system/failures", "system/notice"):
             for language in sorted(languages):
                 self.renderer.check(name, language)
         for workflow in self.workflows:
@@ -225,9 +242,31 @@ class Engine:
             )
         return self.installed_at(now)
 
-    def tick(self, now: dt.datetime | None = None, *, fetch: bool = True) -> TickReport:
-        """Do everything due at ``now`` (default: the current time); idempotent."""
+    def check_instant(self, now: dt.datetime) -> None:
+        """Refuse an instant in the future unless the config is a rehearsal."""
+        real = dt.datetime.now(dt.UTC)
+        if now - real > FUTURE_TOLERANCE and not self.config.rehearsal:
+            local = now.astimezone(self.config.timezone).isoformat(timespec="minutes")
+            raise ClockError(
+                f"{local} is in the future: a real install only acts at the present time "
+                "(use `tick --dry-run --at` to see what would be sent then, or set "
+                "rehearsal = true in [mailflow] for a rehearsal install)"
+            )
+
+    def tick(
+        self, now: dt.datetime | None = None, *, fetch: bool = True, deliver_mail: bool = True
+    ) -> TickReport:
+        """Do everything due at ``now`` (default: the current time); idempotent.
+
+        When the mailbox could not be read (``fetch`` false included), steps whose mail
+        depends on what was received are held for a later tick. ``deliver_mail`` false
+        leaves what was queued in the outbox (``dry_run`` reads it there).
+        """
         now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        self.check_instant(now)
+        return self._tick(now, fetch=fetch, deliver_mail=deliver_mail)
+
+    def _tick(self, now: dt.datetime, *, fetch: bool, deliver_mail: bool) -> TickReport:
         report = TickReport(now)
         try:
             self.sync_roster()
@@ -235,25 +274,75 @@ class Engine:
             report.errors.append(f"roster not reloaded, the stored one is used: {e}")
             log.error("%s", report.errors[-1])
         self.sync_events(now, report)
-        if fetch:
-            try:
-                report.ingest = ingest(self.db, self.config.imap, self.spec)
-            except MailServerError as e:
-                report.errors.append(str(e))
-                log.error("ingest: %s", e)
+        report.blind = self._ingest(now, report) if fetch else "the mailbox was not read"
         report.inbound = handle_inbound(
             self.db, self.workflows, self.secret, now,
             receipt=lambda answer: self.receipt(answer, now), desk=self.desk.handle,
         )  # fmt: skip
         report.steps = self.run_due(now, report)
         self.notify_event_changes(now)
+        if not deliver_mail:
+            self.report_failures(now)
+            notices.flush(self.db, self.config, self.renderer, self.secret, self.workflows, now)
+            return report
         report.delivery = deliver(self.db, self.config.smtp, now)
-        if self.report_failures(now):
-            more = deliver(self.db, self.config.smtp, now)
-            report.delivery.sent += more.sent
+        failures = self.report_failures(now)
+        told = notices.flush(self.db, self.config, self.renderer, self.secret, self.workflows, now)
+        if failures or told:  # the staff's own mail goes in the same tick
+            report.delivery.sent += deliver(self.db, self.config.smtp, now).sent
         if report.delivery.error:
             report.errors.append(report.delivery.error)
         return report
+
+    def _ingest(self, now: dt.datetime, report: TickReport) -> str:
+        """Read the mailbox; returns why it could not be read, "" when it was."""
+        try:
+            report.ingest = ingest(self.db, self.config.imap, self.spec)
+        except (MailServerError, ConfigError) as e:
+            report.errors.append(f"the mailbox could not be read: {e}")
+            log.error("ingest: %s", e)
+            self._note_blind(now, str(e))
+            return str(e)
+        with transaction(self.db):
+            self.db.execute("delete from settings where key = 'blind_since'")
+        return ""
+
+    def _note_blind(self, now: dt.datetime, error: str) -> None:
+        """Tell the staff once when the mailbox has stayed unreadable for a while."""
+        with transaction(self.db):
+            self.db.execute(
+                "insert or ignore into settings (key, value) values ('blind_since', ?)", [iso(now)]
+            )
+        since = dt.datetime.fromisoformat(
+            self.db.execute("select value from settings where key = 'blind_since'").fetchone()[0]
+        )
+        if now - since >= BLIND_NOTICE_AFTER:
+            key = f"blind:{iso(since)}"
+            notices.record(self.db, notices.Notice(key, notices.Kind.BLIND, detail=error), since)
+
+    def dry_run(self, now: dt.datetime | None = None) -> DryRun:
+        """What a tick at ``now`` would send, changing nothing: a tick on a copy of the database.
+
+        The mailbox is read (read-only, as always) into the copy; nothing is delivered, and
+        any instant may be asked, so that the staff can check next Friday's mail on the
+        live install.
+        """
+        now = (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC)
+        with tempfile.TemporaryDirectory(prefix="mailflow-dry-run-") as tmp:
+            path = Path(tmp) / "copy.db"
+            target = sqlite3.connect(path)
+            try:
+                self.db.conn.backup(target)
+            finally:
+                target.close()
+            twin = Engine(self.config, open_db(path))
+            try:
+                report = twin._tick(now, fetch=True, deliver_mail=False)
+                mails = outbox.due(twin.db, now)
+                subjects = dict(twin.db.execute("select id, subject from outbox").fetchall())
+            finally:
+                twin.db.conn.close()
+        return DryRun(report, [(m, subjects[m.id]) for m in mails])
 
     def receipt(self, answer: Answer, now: dt.datetime) -> Outgoing:
         return acknowledgement(self.db, self.config, self.renderer, self.secret, answer, now)
@@ -333,19 +422,28 @@ class Engine:
 
     def run_due(self, now: dt.datetime, report: TickReport | None = None) -> list[StepRun]:
         runs = []
+        blind = report.blind if report is not None else ""
         for occ, due, step_id in self.due_steps(now):
             step = occ.workflow.step(step_id)
             try:
                 runs.append(
-                    run_step(self.db, self.config, self.renderer, self.secret, occ, step, due, now)
-                )
+                    run_step(
+                        self.db, self.config, self.renderer, self.secret, occ, step, due, now,
+                        blind,
+                    )
+                )  # fmt: skip
             except Exception as e:
                 # A broken template (or a bug) in one step must not stop the other steps,
-                # nor delivery; the step is tried again at the next tick.
+                # nor delivery; the step is tried again at the next tick, within its grace,
+                # and the staff are told once.
                 message = f"{occ.workflow.name} {occ.id} {step.id}: {type(e).__name__}: {e}"
-                log.log(logging.ERROR, message, exc_info=not isinstance(e, MailflowError))
                 if report is not None:
                     report.errors.append(message)
+                error = f"{type(e).__name__}: {e}" if not isinstance(e, MailflowError) else str(e)
+                if notices.record(self.db, failed_notice(occ, step, error), now):
+                    log.log(logging.ERROR, message, exc_info=not isinstance(e, MailflowError))
+                if now - due > step.grace:
+                    runs.append(give_up(self.db, occ, step, due, now, error))
         return runs
 
     def report_failures(self, now: dt.datetime) -> bool:

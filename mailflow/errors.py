@@ -44,6 +44,14 @@ class SendError(MailflowError):
         self.code = code
 
 
+class ClockError(MailflowError):
+    """An instant in the future was asked for on an install that is not a rehearsal.
+
+    Raised by ``Engine.tick`` (and so by ``tick --at`` and a daemon on a file clock): a
+    real install sends real mail now, so it never acts as if it were later.
+    """
+
+
 class TemplateError(MailflowError):
     """A template is missing, does not compile, or uses a variable it was not given."""
 

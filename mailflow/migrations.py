@@ -259,8 +259,39 @@ def _events_and_alias(db: sqlite_utils.Database) -> None:
     )
 
 
+def _holds(db: sqlite_utils.Database) -> None:
+    """Why a step was skipped, notices owed to the staff, and what they were shown."""
+    _script(
+        db,
+        """
+        alter table runs add column reason text not null default '';
+        -- Things the staff must be told once: a step held or skipped, a step that could not
+        -- be prepared. ``key`` makes telling twice a no-op; ``sent_at`` marks the mail.
+        create table notices (
+            id integer primary key,
+            key text not null unique,
+            kind text not null,
+            workflow text not null default '',
+            occurrence text not null default '',
+            step text not null default '',
+            reason text not null default '',
+            detail text not null default '',
+            created_at text not null,
+            sent_at text
+        );
+        create index notices_pending on notices (id) where sent_at is null;
+        -- Mail that a person should read (a reply to a digest, an unknown sender, an
+        -- unreadable answer): the desk's daily mail lists each once.
+        alter table inbound add column listed_at text;
+        -- Refused commands: the staff are told at most once a day per sender.
+        alter table commands add column notified_at text;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_mailbox", _mailbox),
     ("0002_workflows", _workflows),
     ("0003_events_and_alias", _events_and_alias),
+    ("0005_holds", _holds),
 ]

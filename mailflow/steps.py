@@ -11,11 +11,12 @@ import datetime as dt
 import json
 import logging
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import sqlite_utils
 
-from . import digest, invitation, outbox, tokens
+from . import digest, invitation, notices, outbox, tokens
 from .config import Config
 from .db import transaction
 from .events import Event, stored_events
@@ -32,7 +33,7 @@ from .roster import (
     staff_respondent,
     stored_roster,
 )
-from .workflow import Step, Workflow
+from .workflow import Step, Workflow, reads_answers
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class StepRun:
     workflow: str
     occurrence: str
     step: str
-    status: str  # done, late, skipped
+    status: str  # done, late, skipped, or held (not recorded: tried again next tick)
     queued: int = 0
     note: str = ""
 
@@ -332,6 +333,22 @@ def help_context(
     return {"help_requests": pending}
 
 
+class Skip(StrEnum):
+    """Why a due step sent nothing (``runs.reason``)."""
+
+    EMPTY = "empty"  # nothing to say (unless_empty, no help request waiting)
+    LATER_RAN = "later_ran"  # a later step of the occurrence already ran
+    NOT_ASKED = "not_asked"  # the occurrence's request never went out
+    JUST_ASKED = "just_asked"  # the request went out in this very tick: no reminder yet
+    MISSED = "missed"  # past its grace (mailflow was not running)
+    BLIND = "blind"  # the mailbox could not be read until past its grace
+    FAILED = "failed"  # could not be prepared until past its grace
+
+
+# Skips the staff are told about: something they expected was not sent.
+TOLD = (Skip.LATER_RAN, Skip.NOT_ASKED, Skip.MISSED, Skip.BLIND, Skip.FAILED)
+
+
 def run_step(
     db: sqlite_utils.Database,
     config: Config,
@@ -341,44 +358,98 @@ def run_step(
     step: Step,
     due: dt.datetime,
     now: dt.datetime,
+    blind: str = "",
 ) -> StepRun:
-    """Do one due step: skip it, or queue its mails, and record what happened."""
+    """Do one due step: skip it, hold it, or queue its mails, and record what happened.
+
+    ``blind`` is why this tick could not read the mailbox ("" when it could): a step whose
+    mail depends on what was received is then held, to run at a later tick within its
+    grace, or skipped once its grace has passed.
+    """
     late = now - due > step.grace
-    skip_note = _skip_reason(db, occ, step, due, late)
-    if skip_note:
-        return _record(db, occ, step, due, now, "skipped", skip_note, [])
+    skip = _skip_reason(db, occ, step, due, now, late, blind)
+    if skip is not None:
+        detail = blind if skip[0] is Skip.BLIND else ""
+        return _record(db, occ, step, due, now, "skipped", skip[1], [], reason=skip[0],
+                       detail=detail)  # fmt: skip
+    if blind and reads_answers(step):
+        note = f"held: the mailbox could not be read ({blind})"
+        notices.record(db, _notice(notices.Kind.HELD, occ, step, "blind", blind), now)
+        log.info("%s %s %s: %s", occ.workflow.name, occ.id, step.id, note)
+        return StepRun(occ.workflow.name, occ.id, step.id, "held", 0, note)
     context = base_context(config, occ, due, now, late)
     audience = "staff" if late and step.when_late == "staff" else step.to
     if step.action == "digest":
         context |= digest.digest_context(db, occ.workflow, occ.id, occ.day, config.timezone)
         if step.unless_empty and not any(_has(context, k) for k in step.unless_empty):
             note = "nothing to send: no " + ", no ".join(step.unless_empty)
-            return _record(db, occ, step, due, now, "skipped", note, [])
+            return _record(db, occ, step, due, now, "skipped", note, [], reason=Skip.EMPTY)
     if step.action == "help":
         context |= help_context(db, config, occ.workflow, now)
         if not context["help_requests"]:
-            return _record(db, occ, step, due, now, "skipped", "no help request waiting", [])
+            note = "no help request waiting"
+            return _record(db, occ, step, due, now, "skipped", note, [], reason=Skip.EMPTY)
     mails = build_mails(db, config, renderer, secret, occ, step, audience, context, now)
     status, note = ("late", f"due at {iso(due)}, sent late") if late else ("done", "")
     return _record(db, occ, step, due, now, status, note, mails, audience == "staff")
+
+
+def give_up(
+    db: sqlite_utils.Database, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime,
+    error: str,
+) -> StepRun:  # fmt: skip
+    """Record that a step which could not be prepared until past its grace is not sent."""
+    note = f"not sent: could not be prepared until past its grace ({error})"
+    return _record(db, occ, step, due, now, "skipped", note, [], reason=Skip.FAILED, detail=error)
+
+
+def _notice(
+    kind: notices.Kind, occ: Occurrence, step: Step, reason: str, detail: str = ""
+) -> notices.Notice:
+    key = f"{kind}:{occ.workflow.name}:{occ.id}:{step.id}"
+    return notices.Notice(key, kind, occ.workflow.name, occ.id, step.id, reason, detail)
+
+
+def failed_notice(occ: Occurrence, step: Step, error: str) -> notices.Notice:
+    return _notice(notices.Kind.FAILED, occ, step, "failed", error)
 
 
 def _has(context: dict[str, Any], key: str) -> bool:
     return bool(context["by_key"].get(key) if key in context["by_key"] else context.get(key))
 
 
+def _ran(db: sqlite_utils.Database, occ: Occurrence, step: Step) -> str | None:
+    """When a step of the occurrence ran and sent its mail (None: not, or skipped)."""
+    row = db.execute(
+        "select ran_at from runs where workflow = ? and occurrence = ? and step = ?"
+        " and status != 'skipped'",
+        [occ.workflow.name, occ.id, step.id],
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def _skip_reason(
-    db: sqlite_utils.Database, occ: Occurrence, step: Step, due: dt.datetime, late: bool
-) -> str:
+    db: sqlite_utils.Database, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime,
+    late: bool, blind: str,
+) -> tuple[Skip, str] | None:  # fmt: skip
     later = db.execute(
         "select step from runs where workflow = ? and occurrence = ? and due_at > ? limit 1",
         [occ.workflow.name, occ.id, iso(due)],
     ).fetchone()
     if later:
-        return f"missed: step {later[0]}, due later, already ran"
+        return Skip.LATER_RAN, f"missed: step {later[0]}, due later, already ran"
+    opening = occ.workflow.opening
+    if opening is not None and step is not opening:
+        asked_at = _ran(db, occ, opening)
+        if asked_at is None:
+            return Skip.NOT_ASKED, f"not sent: the {opening.id} step of {occ.id} never went out"
+        if step.only and asked_at == iso(now):
+            return Skip.JUST_ASKED, f"not sent: {opening.id} went out in this same tick"
+    if blind and late and reads_answers(step):
+        return Skip.BLIND, f"not sent: the mailbox could not be read until past its grace ({blind})"
     if late and step.when_late == "skip":
-        return f"missed: due at {iso(due)}, past its grace of {step.grace}"
-    return ""
+        return Skip.MISSED, f"missed: due at {iso(due)}, past its grace of {step.grace}"
+    return None
 
 
 def _record(
@@ -391,9 +462,14 @@ def _record(
     note: str,
     mails: list[Outgoing],
     to_staff: bool = False,
+    *,
+    reason: Skip | None = None,
+    detail: str = "",
 ) -> StepRun:
     queued = 0
     with transaction(db):
+        if reason in TOLD:
+            notices.record(db, _notice(notices.Kind.SKIPPED, occ, step, str(reason), detail), now)
         for mail in mails:
             queued += outbox.queue(db, mail, now)
         if step.action == "digest" and status != "skipped":
@@ -401,10 +477,11 @@ def _record(
             if to_staff:
                 digest.mark_flags_reported(db, occ.id)
         db.execute(
-            "insert into runs (workflow, occurrence, step, due_at, ran_at, status, note)"
-            " values (?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-            [occ.workflow.name, occ.id, step.id, iso(due), iso(now), status, note],
-        )
+            "insert into runs (workflow, occurrence, step, due_at, ran_at, status, note, reason)"
+            " values (?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+            [occ.workflow.name, occ.id, step.id, iso(due), iso(now), status, note,
+             str(reason or "")],
+        )  # fmt: skip
     log.info(
         "%s %s %s: %s, %d mails queued %s", occ.workflow.name, occ.id, step.id, status, queued, note
     )

@@ -79,11 +79,39 @@ class Workflow:
     cancel_template: str = ""  # … and when it is cancelled
     help_after: dt.timedelta = dt.timedelta(days=2)  # "help" steps: unanswered this long
 
+    @property
+    def opening(self) -> Step | None:
+        """The step that asks (the request), for a workflow that collects replies.
+
+        Every other step of such a workflow follows from it: with no request sent, there
+        is nothing to remind of and nothing to digest.
+        """
+        if self.collect is None:
+            return None
+        asking = [
+            s for s in self.steps
+            if s.action == "send" and s.to in ("each_defi", "each_staff") and not s.only
+        ]  # fmt: skip
+        return max(asking, key=lambda s: (s.days_before, -_minutes(s.at)), default=None)
+
     def step(self, step_id: str) -> Step:
         for step in self.steps:
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+
+def _minutes(at: dt.time) -> int:
+    return at.hour * 60 + at.minute
+
+
+def reads_answers(step: Step) -> bool:
+    """Whether what a step sends, or to whom, depends on the mail received.
+
+    Such a step never runs on a tick that could not read the mailbox: a reminder would go
+    to a team whose answer is waiting unread, a digest would miss it.
+    """
+    return bool(step.only) or step.action in ("digest", "notes", "help")
 
 
 def _schedule(t: Table) -> Schedule:

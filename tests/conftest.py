@@ -99,7 +99,7 @@ def make_config(
         mailbox = new_address("mailflow")
         domain = mailbox.split("@", 1)[1]
         data: dict[str, dict[str, Any]] = {
-            "mailflow": {"database": str(folder / "mailflow.db")},
+            "mailflow": {"database": str(folder / "mailflow.db"), "rehearsal": True},
             "imap": {
                 "host": "127.0.0.1",
                 "port": localmail.imap_port,

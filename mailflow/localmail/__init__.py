@@ -73,10 +73,12 @@ class LocalMail:
         """A ``mailflow.toml`` for these servers: ``shared`` is the mailbox mailflow reads.
 
         ``mailflow`` holds more lines of the [mailflow] table, ``extra`` more tables.
-        The IMAP password is ``PASSWORD``, to put in ``$MAILFLOW_IMAP_PASSWORD``.
+        The IMAP password is ``PASSWORD``, to put in ``$MAILFLOW_IMAP_PASSWORD``. These
+        servers stand in for real ones in tests, the demo and benchmarks, whose clock is
+        moved: the config is a rehearsal.
         """
         return (
-            f"[mailflow]\n{mailflow}\n"
+            f"[mailflow]\nrehearsal = true\n{mailflow}\n"
             f'[imap]\nhost = "127.0.0.1"\nport = {self.imap_port}\nsecurity = "none"\n'
             f'username = "{shared}"\n\n'
             f'[smtp]\nhost = "127.0.0.1"\nport = {self.smtp_port}\nsecurity = "none"\n\n'
