@@ -224,7 +224,7 @@ class Desk:
             to=to,
             reply_to=self.config.addresses.alias,
             message_id=message_id,
-            date=now,
+            date=now.astimezone(self.config.timezone),
         )
         return Outgoing(
             key,

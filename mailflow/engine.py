@@ -471,7 +471,8 @@ class Engine:
         addresses = self.config.addresses
         raw = build_message(
             rendered, sender=addresses.sender, sender_name=addresses.sender_name, to=to,
-            reply_to=addresses.reply_to, message_id=message_id, date=now,
+            reply_to=addresses.reply_to, message_id=message_id,
+            date=now.astimezone(self.config.timezone),
         )  # fmt: skip
         mail = Outgoing(
             f"system:failures:{rows[0][0]}-{rows[-1][0]}", "system", token.occurrence, "failures",

@@ -105,6 +105,32 @@ def _item(
     return item
 
 
+def _grouped(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Skipped steps of one occurrence make one entry, with the first step's reason.
+
+    What did not go out for a week reads as one line (the request, its reminders and its
+    digest), its cause being that of the earliest step: the request missed explains the rest.
+    """
+    result: list[dict[str, Any]] = []
+    by_occurrence: dict[tuple[str, object, object], dict[str, Any]] = {}
+    for item in items:
+        if item["kind"] != Kind.SKIPPED:
+            result.append(item)
+            continue
+        key = (item["title"], item["day"], (item["event"] or {}).get("id"))
+        group = by_occurrence.get(key)
+        if group is None:
+            group = by_occurrence[key] = item | {"steps": []}
+            result.append(group)
+        group["steps"].append({"step": item["step"], "due": item["due"]})
+        earliest = min(group["steps"], key=lambda s: s["due"] or item["created_at"])
+        if earliest["step"] is item["step"]:
+            group.update(reason=item["reason"], detail=item["detail"], due=item["due"])
+    for group in by_occurrence.values():
+        group["steps"].sort(key=lambda s: s["due"] or group["created_at"])
+    return result
+
+
 def flush(
     db: sqlite_utils.Database,
     config: Config,
@@ -118,7 +144,7 @@ def flush(
     if not rows:
         return False
     by_name = {w.name: w for w in workflows}
-    items = [_item(db, n, created, by_name, config) for _, n, created in rows]
+    items = _grouped([_item(db, n, created, by_name, config) for _, n, created in rows])
     local = now.astimezone(config.timezone)
     context = {
         "notices": items, "now": local, "mailbox": config.imap.username,

@@ -20,7 +20,7 @@ from . import digest, invitation, notices, outbox, tokens
 from .config import Config
 from .db import transaction
 from .events import Event, stored_events
-from .occurrences import nominal_day, occurrence_day
+from .occurrences import due_at, nominal_day, occurrence_day
 from .outbox import Outgoing, iso
 from .render import Attachment, Renderer, build_message
 from .roster import (
@@ -204,7 +204,7 @@ def build_mails(
             to=list(recipient.to),
             reply_to=config.addresses.reply_to,
             message_id=message_id,
-            date=now,
+            date=now.astimezone(config.timezone),
             attachments=parts,
         )
         mails.append(
@@ -252,7 +252,8 @@ def acknowledgement(
     message_id = tokens.message_id(secret, token, config.addresses.message_id_domain)
     raw = build_message(
         rendered, sender=config.addresses.sender, sender_name=config.addresses.sender_name,
-        to=[answer.sender], reply_to=config.addresses.reply_to, message_id=message_id, date=now,
+        to=[answer.sender], reply_to=config.addresses.reply_to, message_id=message_id,
+        date=now.astimezone(config.timezone),
     )  # fmt: skip
     return Outgoing(
         f"{workflow.name}:{answer.occurrence}:{step}:{answer.respondent}", workflow.name,
@@ -339,6 +340,7 @@ class Skip(StrEnum):
     EMPTY = "empty"  # nothing to say (unless_empty, no help request waiting)
     LATER_RAN = "later_ran"  # a later step of the occurrence already ran
     NOT_ASKED = "not_asked"  # the occurrence's request never went out
+    HISTORY = "history"  # … because it was due before mailflow's first tick
     JUST_ASKED = "just_asked"  # the request went out in this very tick: no reminder yet
     MISSED = "missed"  # past its grace (mailflow was not running)
     BLIND = "blind"  # the mailbox could not be read until past its grace
@@ -367,7 +369,7 @@ def run_step(
     grace, or skipped once its grace has passed.
     """
     late = now - due > step.grace
-    skip = _skip_reason(db, occ, step, due, now, late, blind)
+    skip = _skip_reason(db, config, occ, step, due, now, late, blind)
     if skip is not None:
         detail = blind if skip[0] is Skip.BLIND else ""
         return _record(db, occ, step, due, now, "skipped", skip[1], [], reason=skip[0],
@@ -414,6 +416,12 @@ def failed_notice(occ: Occurrence, step: Step, error: str) -> notices.Notice:
     return _notice(notices.Kind.FAILED, occ, step, "failed", error)
 
 
+def _before_install(db: sqlite_utils.Database, moment: dt.datetime) -> bool:
+    """Occurrences due before mailflow's first tick are history, not missed work."""
+    row = db.execute("select value from settings where key = 'installed_at'").fetchone()
+    return row is not None and moment < dt.datetime.fromisoformat(row[0])
+
+
 def _has(context: dict[str, Any], key: str) -> bool:
     return bool(context["by_key"].get(key) if key in context["by_key"] else context.get(key))
 
@@ -429,8 +437,8 @@ def _ran(db: sqlite_utils.Database, occ: Occurrence, step: Step) -> str | None:
 
 
 def _skip_reason(
-    db: sqlite_utils.Database, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime,
-    late: bool, blind: str,
+    db: sqlite_utils.Database, config: Config, occ: Occurrence, step: Step, due: dt.datetime,
+    now: dt.datetime, late: bool, blind: str,
 ) -> tuple[Skip, str] | None:  # fmt: skip
     later = db.execute(
         "select step from runs where workflow = ? and occurrence = ? and due_at > ? limit 1",
@@ -442,7 +450,9 @@ def _skip_reason(
     if opening is not None and step is not opening:
         asked_at = _ran(db, occ, opening)
         if asked_at is None:
-            return Skip.NOT_ASKED, f"not sent: the {opening.id} step of {occ.id} never went out"
+            note = f"not sent: the {opening.id} step of {occ.id} never went out"
+            opened = due_at(opening, occ.day, config.timezone, occ.workflow.schedule)
+            return (Skip.HISTORY if _before_install(db, opened) else Skip.NOT_ASKED), note
         if step.only and asked_at == iso(now):
             return Skip.JUST_ASKED, f"not sent: {opening.id} went out in this same tick"
     if blind and late and reads_answers(step):
@@ -468,7 +478,8 @@ def _record(
 ) -> StepRun:
     queued = 0
     with transaction(db):
-        if reason in TOLD:
+        # A missed list of waiting help requests is not lost: the next one carries them.
+        if reason in TOLD and step.action != "help":
             notices.record(db, _notice(notices.Kind.SKIPPED, occ, step, str(reason), detail), now)
         for mail in mails:
             queued += outbox.queue(db, mail, now)
