@@ -139,8 +139,9 @@ def ingest(ctx: click.Context) -> None:
     click.echo(f"parsed {report.parsed}, to retry {report.retry}, quarantined {report.quarantined}")
 
 
-def _engine(ctx: click.Context) -> Engine:
-    return Engine(_config(ctx))
+def _engine(ctx: click.Context, *, preflight: bool = True) -> Engine:
+    """The configured engine; read-only commands skip rendering every template first."""
+    return Engine(_config(ctx), preflight=preflight)
 
 
 def _instant(value: str | None, config: Config) -> dt.datetime | None:
@@ -238,7 +239,7 @@ def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
 @click.pass_context
 def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> None:
     """Show, per défi (or person asked), whether and when it answered, and the outbox."""
-    engine = _engine(ctx)
+    engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
     occurrence = _occurrence(engine, workflow, week)
     s = reports.status(engine, workflow, occurrence)
@@ -287,7 +288,7 @@ def digest(
     preview: bool, html_file: str | None, language: str | None,
 ) -> None:  # fmt: skip
     """Render a digest as it would go out now, without sending it."""
-    engine = _engine(ctx)
+    engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
     digests = [s.id for s in workflow.steps if s.action == "digest"]
     step_id = step_id or (digests[0] if digests else None)
@@ -313,7 +314,7 @@ def digest(
 @click.pass_context
 def export(ctx: click.Context, fmt: str, workflow_name: str | None, output: str | None) -> None:
     """Export every answer, by occurrence and défi, as CSV or JSON."""
-    engine = _engine(ctx)
+    engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name) if workflow_name else None
     data = reports.export_answers(engine, fmt, workflow)
     if output:
@@ -326,7 +327,7 @@ def export(ctx: click.Context, fmt: str, workflow_name: str | None, output: str 
 @click.pass_context
 def roster(ctx: click.Context) -> None:
     """Show the défis, their members and the staff, as stored."""
-    engine = _engine(ctx)
+    engine = _engine(ctx, preflight=False)
     stored = stored_roster(engine.db)
     for d in stored.defis:
         period = f" {d.active_from or '…'} → {d.active_until or '…'}"
@@ -345,7 +346,7 @@ def events(ctx: click.Context, show_all: bool) -> None:
     """Show the events as stored (after reading the planning file and the calendar)."""
     from .events import stored_events
 
-    engine = _engine(ctx)
+    engine = _engine(ctx, preflight=False)
     now = dt.datetime.now(dt.UTC)
     engine.sync_events(now)
     tz = engine.config.timezone

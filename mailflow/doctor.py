@@ -66,13 +66,13 @@ def _database(config: Config) -> str:
 def _workflows(config: Config) -> str:
     engine = Engine(config)
     names = ", ".join(f"{w.name} ({len(w.steps)} steps)" for w in engine.workflows)
-    return f"{config.workflows_dir}: {names or 'no workflow files'}; templates compile"
+    return f"{config.workflows_dir}: {names or 'no workflow files'}; every mail renders"
 
 
 def _roster(config: Config) -> str:
     if config.roster is None:
         raise MailflowError("no roster: set [mailflow] roster to a file of défis and staff")
-    engine = Engine(config)
+    engine = Engine(config, preflight=False)
     defis = engine.db.execute("select count(*) from defis").fetchone()[0]
     staff = engine.db.execute("select count(*) from staff").fetchone()[0]
     if not staff:

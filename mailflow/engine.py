@@ -37,8 +37,7 @@ from .steps import (
     Occurrence,
     StepRun,
     acknowledgement,
-    base_context,
-    build_mails,
+    change_mails,
     failed_notice,
     give_up,
     run_step,
@@ -77,7 +76,10 @@ class DryRun:
 class Engine:
     """A configured mailflow: its database, workflows, templates and roster."""
 
-    def __init__(self, config: Config, db: sqlite_utils.Database | None = None) -> None:
+    def __init__(
+        self, config: Config, db: sqlite_utils.Database | None = None, *, preflight: bool = True
+    ) -> None:
+        """``preflight`` false skips rendering every template first (read-only commands)."""
         self.config = config
         self.db = db if db is not None else open_db(config.database)
         self.workflows = load_workflows(config.workflows_dir)
@@ -90,7 +92,8 @@ class Engine:
             config, self.renderer, self.secret, lambda: self.workflows,
             Vocabulary.load(config.templates_dir / "commands.toml"),
         )  # fmt: skip
-        self.check_templates()
+        if preflight:
+            self.check_templates()
         self.sync_roster()
 
     def reload(self) -> None:
@@ -107,21 +110,18 @@ class Engine:
         self.desk.renderer = renderer
         self.spec = merged_spec(workflows)
 
-    def check_templates(self) -> None:
-        """Every step's templates exist and compile, in every language in use."""
+    def languages(self) -> set[str]:
+        """The languages mail is written in: the config's, the workflows', the défis'."""
         languages = {self.config.language} | {w.language for w in self.workflows if w.language}
         if self.config.roster and self.config.roster.exists():
             languages |= {d.language for d in load_roster(self.config.roster).defis if d.language}
-        for name in ("commands/reply", "commands/refused", "system/failures", "system/notice"):
-            for language in sorted(languages):
-                self.renderer.check(name, language)
-        for workflow in self.workflows:
-            templates = [s.template for s in workflow.steps]
-            templates += [workflow.acknowledge] if workflow.acknowledge else []
-            templates += [t for t in (workflow.update_template, workflow.cancel_template) if t]
-            for template in templates:
-                for language in sorted(languages):
-                    self.renderer.check(template, language)
+        return languages
+
+    def check_templates(self) -> None:
+        """Every mail renders, in every language in use (see ``preflight``)."""
+        from .preflight import check
+
+        check(self, self.languages())
 
     def sync_roster(self) -> Roster | None:
         """Reload the roster file into the database when it changed."""
@@ -193,9 +193,10 @@ class Engine:
                 change = "cancelled" if event.status == "cancelled" else "changed"
                 detail = "; ".join(d for _, _, d in changes if d)
                 for workflow in self.workflows:
-                    mails += self._change_mails(
-                        workflow, event, change, event.sequence, detail, now
-                    )
+                    mails += change_mails(
+                        self.db, self.config, self.renderer, self.secret, workflow, event,
+                        change, detail, now,
+                    )  # fmt: skip
             with transaction(self.db):
                 for mail in mails:
                     queued += queue(self.db, mail, now)
@@ -205,31 +206,6 @@ class Engine:
                     [iso(now), *(c[0] for c in changes)],
                 )
         return queued
-
-    def _change_mails(
-        self, workflow: Workflow, event: Event, change: str, sequence: int, detail: str,
-        now: dt.datetime,
-    ) -> list[Outgoing]:  # fmt: skip
-        template = workflow.cancel_template if change == "cancelled" else workflow.update_template
-        kinds = workflow.schedule.kinds
-        if (
-            workflow.schedule.every != "event"
-            or not template
-            or (kinds and event.kind not in kinds)
-        ):
-            return []
-        occ = Occurrence(workflow, f"ev-{event.id}", event.local_day(self.config.timezone), event)
-        announced = self.db.execute(
-            "select 1 from runs where workflow = ? and occurrence = ? and status != 'skipped'",
-            [workflow.name, occ.id],
-        ).fetchone()
-        if not announced:
-            return []  # the next reminder will carry the new details
-        step = Step(f"{change}{sequence}", now.time(), "invite", template, "attendees")
-        context = base_context(self.config, occ, now, now, False)
-        context["change"] = {"kind": change, "detail": detail}
-        return build_mails(self.db, self.config, self.renderer, self.secret, occ, step,
-                           "attendees", context, now)  # fmt: skip
 
     def installed_at(self, now: dt.datetime) -> dt.datetime:
         """The first tick's instant: occurrences due before it are history, not missed work."""
@@ -335,7 +311,7 @@ class Engine:
                 self.db.conn.backup(target)
             finally:
                 target.close()
-            twin = Engine(self.config, open_db(path))
+            twin = Engine(self.config, open_db(path), preflight=False)
             try:
                 report = twin._tick(now, fetch=True, deliver_mail=False)
                 mails = outbox.due(twin.db, now)

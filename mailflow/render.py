@@ -72,6 +72,7 @@ class Renderer:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._undeclared: dict[str, set[str]] = {}
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(folder)),
             undefined=jinja2.StrictUndefined,
@@ -96,6 +97,33 @@ class Renderer:
             if suffix == "html.j2" and not (self.folder / path).is_file():
                 continue
             self._template(path)
+
+    def undeclared(self, name: str, language: str, context: dict[str, Any]) -> None:
+        """Raise ``TemplateError`` when a template uses, in any branch, a name not in ``context``.
+
+        Rendering only reaches the branches its context takes; this reads them all.
+        """
+        for suffix in ("txt.j2", "html.j2"):
+            path = f"{name}.{language}.{suffix}"
+            if not (self.folder / path).is_file():
+                continue
+            missing = sorted(self._names(path) - context.keys() - self.env.globals.keys())
+            if missing:
+                listed = ", ".join(repr(m) for m in missing)
+                raise TemplateError(f"template {path}: {listed} is undefined (not given to it)")
+
+    def _names(self, path: str) -> set[str]:
+        """The names a template reads from its context (parsed once)."""
+        if path not in self._undeclared:
+            from jinja2 import meta
+
+            source = (self.folder / path).read_text()
+            try:
+                names = meta.find_undeclared_variables(self.env.parse(source))
+            except jinja2.TemplateSyntaxError as e:
+                raise TemplateError(f"template {path}, line {e.lineno}: {e.message}") from None
+            self._undeclared[path] = set(names)
+        return self._undeclared[path]
 
     def _template(self, path: str) -> jinja2.Template:
         try:

@@ -224,6 +224,29 @@ def build_mails(
     return mails
 
 
+def change_mails(
+    db: sqlite_utils.Database, config: Config, renderer: Renderer, secret: str,
+    workflow: Workflow, event: Event, change: str, detail: str, now: dt.datetime,
+) -> list[Outgoing]:  # fmt: skip
+    """The update (or cancellation) of an event already announced by ``workflow``, to its
+    attendees, with the event's current sequence."""
+    template = workflow.cancel_template if change == "cancelled" else workflow.update_template
+    kinds = workflow.schedule.kinds
+    if workflow.schedule.every != "event" or not template or (kinds and event.kind not in kinds):
+        return []
+    occ = Occurrence(workflow, f"ev-{event.id}", event.local_day(config.timezone), event)
+    announced = db.execute(
+        "select 1 from runs where workflow = ? and occurrence = ? and status != 'skipped'",
+        [workflow.name, occ.id],
+    ).fetchone()
+    if not announced:
+        return []  # the next reminder will carry the new details
+    step = Step(f"{change}{event.sequence}", now.time(), "invite", template, "attendees")
+    context = base_context(config, occ, now, now, False)
+    context["change"] = {"kind": change, "detail": detail}
+    return build_mails(db, config, renderer, secret, occ, step, "attendees", context, now)
+
+
 def acknowledgement(
     db: sqlite_utils.Database,
     config: Config,
@@ -379,21 +402,35 @@ def run_step(
         notices.record(db, _notice(notices.Kind.HELD, occ, step, "blind", blind), now)
         log.info("%s %s %s: %s", occ.workflow.name, occ.id, step.id, note)
         return StepRun(occ.workflow.name, occ.id, step.id, "held", 0, note)
+    prepared = step_mails(db, config, renderer, secret, occ, step, due, now, late)
+    if isinstance(prepared, str):
+        return _record(db, occ, step, due, now, "skipped", prepared, [], reason=Skip.EMPTY)
+    mails, to_staff = prepared
+    status, note = ("late", f"due at {iso(due)}, sent late") if late else ("done", "")
+    return _record(db, occ, step, due, now, status, note, mails, to_staff)
+
+
+def step_mails(
+    db: sqlite_utils.Database, config: Config, renderer: Renderer, secret: str,
+    occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime, late: bool,
+) -> tuple[list[Outgoing], bool] | str:  # fmt: skip
+    """The rendered mails of a step and whether they go to the staff, or why there are none.
+
+    Raises ``TemplateError`` before anything is queued. The preflight check renders
+    every step through this same function, on a scratch database.
+    """
     context = base_context(config, occ, due, now, late)
     audience = "staff" if late and step.when_late == "staff" else step.to
     if step.action == "digest":
         context |= digest.digest_context(db, occ.workflow, occ.id, occ.day, config.timezone)
         if step.unless_empty and not any(_has(context, k) for k in step.unless_empty):
-            note = "nothing to send: no " + ", no ".join(step.unless_empty)
-            return _record(db, occ, step, due, now, "skipped", note, [], reason=Skip.EMPTY)
+            return "nothing to send: no " + ", no ".join(step.unless_empty)
     if step.action == "help":
         context |= help_context(db, config, occ.workflow, now)
         if not context["help_requests"]:
-            note = "no help request waiting"
-            return _record(db, occ, step, due, now, "skipped", note, [], reason=Skip.EMPTY)
+            return "no help request waiting"
     mails = build_mails(db, config, renderer, secret, occ, step, audience, context, now)
-    status, note = ("late", f"due at {iso(due)}, sent late") if late else ("done", "")
-    return _record(db, occ, step, due, now, status, note, mails, audience == "staff")
+    return mails, audience == "staff"
 
 
 def give_up(
