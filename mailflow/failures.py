@@ -42,7 +42,7 @@ def report_failures(
             return False  # today's notice went: what failed since waits for tomorrow's
         roster = stored_roster(db)
         addresses = _addresses(db, roster)
-        mails = _mails(db, roster, set(addresses))
+        mails = _mails(db, roster, set(addresses), config.timezone)
         if not addresses and not mails:
             return False
         context = {
@@ -147,22 +147,27 @@ def _last_subject(db: sqlite_utils.Database, address: str) -> str:
     return row[0] if row else ""
 
 
-def _mails(db: sqlite_utils.Database, roster: Roster, listed: set[str]) -> list[dict[str, Any]]:
-    """Mails that reached nobody since the last notice."""
+def _mails(
+    db: sqlite_utils.Database, roster: Roster, listed: set[str], tz: dt.tzinfo
+) -> list[dict[str, Any]]:
+    """Mails that reached nobody since the last notice; ``listed``: addresses named so far."""
     mails = []
-    for subject, recipient, to_addrs, failure, error in db.execute(
-        "select subject, recipient, to_addrs, failure, error from outbox"
+    for subject, recipient, to_addrs, failure, error, queued in db.execute(
+        "select subject, recipient, to_addrs, failure, error, queued_at from outbox"
         f" where status = 'failed' and reported_at is null and recipient not in {_NOT_REPORTED}"
         " order by id"
     ).fetchall():
         to = [a.lower() for a in json.loads(to_addrs)]
         error = error or ""
+        unnamed = [a for a in to if a not in listed] if failure == "no_recipient" else []
+        listed.update(unnamed)  # each address named once in the notice
         mails.append({
             "subject": subject,
+            "queued": dt.datetime.fromisoformat(queued).astimezone(tz),
             "who": _recipient(roster, recipient, to),
             "kind": failure or "refused",  # rows failed before failures had kinds
             "answer": error if _SMTP_ANSWER.match(error) else "",
-            "addresses": [a for a in to if a not in listed] if failure == "no_recipient" else [],
+            "addresses": unnamed,
         })  # fmt: skip
     return mails
 

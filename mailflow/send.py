@@ -242,7 +242,7 @@ def _outcome(
             outbox.record(db, mail.id, address, "failed", now, failure="rejected",
                           attempt=attempt, code=code, detail=text)  # fmt: skip
             suppression.suppress(
-                db, address, "refused", code=str(code), detail=text, outbox=mail.id
+                db, address, "refused", now, code=str(code), detail=text, outbox=mail.id
             )
             _flag_refused(db, address, f"{code} {text}")
             report.refused[address] = str(code)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from .db import now_utc
+from .outbox import iso
 
 REASONS = ("refused", "bounced")
 
@@ -33,6 +33,7 @@ def suppress(
     db: sqlite_utils.Database,
     address: str,
     reason: str,
+    now: dt.datetime,
     *,
     code: str = "",
     detail: str = "",
@@ -43,7 +44,7 @@ def suppress(
     cursor = db.execute(
         "insert into suppressed (address, reason, code, detail, outbox, message, created_at)"
         " values (?, ?, ?, ?, ?, ?, ?) on conflict (address) do nothing",
-        [address.lower(), reason, code, detail, outbox, message, now_utc()],
+        [address.lower(), reason, code, detail, outbox, message, iso(now)],
     )
     return bool(cursor.rowcount)
 
