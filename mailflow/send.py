@@ -51,6 +51,9 @@ BACKOFF = (60, 300, 900, 3600, 3 * 3600, 6 * 3600)
 # the pause between them, each on top of the connection's busy timeout.
 RECORD_TRIES = 3
 RECORD_PAUSE = 0.5
+# RFC 5321 4.5.3.1.10: old servers answer "too many recipients" at RCPT with 552, which
+# clients are to take as 452: a temporary refusal of that address.
+_TOO_MANY_RECIPIENTS = 552
 _CONNECTION_ERRORS = (OSError, socket.timeout, ssl.SSLError, smtplib.SMTPServerDisconnected)
 
 
@@ -238,7 +241,7 @@ def _outcome(
             outbox.record(db, mail.id, address, "sent", now, attempt=attempt)
             continue
         code, text = refused[address]
-        if 500 <= code < 600:
+        if 500 <= code < 600 and code != _TOO_MANY_RECIPIENTS:
             outbox.record(db, mail.id, address, "failed", now, failure="rejected",
                           attempt=attempt, code=code, detail=text)  # fmt: skip
             suppression.suppress(

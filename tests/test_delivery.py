@@ -50,7 +50,12 @@ def roster_line(p, address):
 
 
 @pytest.mark.parametrize(
-    "answer", ["451 4.7.1 Greylisted, try again later", "452 4.5.3 Too many recipients"]
+    "answer",
+    [
+        "451 4.7.1 Greylisted, try again later",
+        "452 4.5.3 Too many recipients",
+        "552 5.5.3 Too many recipients",  # an old server's way of saying 452 (RFC 5321)
+    ],
 )
 def test_a_temporary_refusal_of_one_member_is_retried_for_that_member_alone(
     programme, localmail, answer
