@@ -13,9 +13,10 @@ import pytest
 from mailflow.db import open_db
 from mailflow.localmail import clients
 from mailflow.outbox import Outgoing, queue
+from mailflow.parse import parse_message
 from mailflow.render import Rendered, build_message
 
-from .conftest import text_of
+from .conftest import CORPUS, text_of
 from .test_alias import MX, command
 from .test_retro import at
 
@@ -191,6 +192,37 @@ def delayed(raw_request, address):
         "Undelivered Mail Returned to Sender", "Delayed Mail (still being retried)"
     )
     return re.sub(r"550 5\.1\.1", "451 4.4.7", bounce).encode()
+
+
+@pytest.mark.parametrize(
+    ("stem", "status"),
+    [
+        ("53-postfix-dsn-bounce", "5.1.1"),
+        ("54-exchange-ndr-en", "5.1.10"),
+        ("55-exchange-ndr-fr", "5.1.1"),
+        ("56-gmail-dsn-bounce", "5.1.1"),
+        ("57-exim-bounce-auto-submitted", "5.2.2"),
+    ],
+)
+def test_bounces_of_the_corpus_carry_their_status(stem, status):
+    parsed = parse_message((CORPUS / f"{stem}.eml").read_bytes())
+    assert (parsed.automatic, parsed.bounce_status) == ("bounce", status)
+
+
+def test_a_delay_notice_and_a_bounce_without_report_part():
+    request = (CORPUS / "01-gmail-fr-top-posted.eml").read_bytes()
+    late = parse_message(delayed(request, "camille@bulletins.test"))
+    assert (late.automatic, late.bounced_recipient, late.bounce_status) == (
+        "bounce", "camille@bulletins.test", "4.4.7",
+    )  # fmt: skip
+    qmail = (
+        b"From: MAILER-DAEMON@mx.example.test\r\nTo: p@programme.test\r\n"
+        b"Subject: failure notice\r\nMessage-ID: <q1@mx.example.test>\r\n\r\n"
+        b"Hi. This is the qmail-send program at mx.example.test.\r\n"
+        b"<hugo@bulletins.test>:\r\nSorry, no mailbox here by that name. (#5.1.1)\r\n"
+    )
+    parsed = parse_message(qmail)
+    assert (parsed.bounced_recipient, parsed.bounce_status) == ("hugo@bulletins.test", "5.1.1")
 
 
 def test_a_hard_bounce_suppresses_an_address_and_a_delay_notice_does_not(
