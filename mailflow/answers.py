@@ -6,8 +6,10 @@ else by its sender being a member of exactly one défi, or staff (the latest req
 respondent received). A reply from an address that is not a member of the défi it
 answers is kept and flagged for the staff, not counted. An answer arriving after the
 occurrence's digest is kept as late, for the next digest. Bounces flag the address that
-failed; auto-replies are recorded and never answered. Unknown senders are recorded,
-never attributed by guess. Each message is handled once (the ``inbound`` table).
+failed, and a hard one (DSN status 5.x.x, for an address mailflow delivered to) suppresses
+it; a delay notice (4.x.x) is recorded only. Auto-replies are recorded and never
+answered. Unknown senders are recorded, never attributed by guess. Each message is
+handled once (the ``inbound`` table).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import sqlite_utils
 
-from . import tokens
+from . import suppression, tokens
 from .db import now_utc, transaction
 from .errors import MailflowError
 from .outbox import Outgoing, iso, queue
@@ -51,13 +53,14 @@ class InboundReport:
 @dataclass(frozen=True)
 class Verdict:
     kind: str  # answer, auto_reply, bounce, reply, staff, unknown_sender
-    status: str  # counted, late, non_member, ambiguous, recorded
+    status: str  # counted, late, non_member, ambiguous, recorded, delayed (a bounce)
     workflow: str | None = None
     occurrence: str | None = None
     respondent: str | None = None  # "d-<défi>" or "s-<staff hash>", as in tokens
     via: str | None = None
     data: dict[str, object] | None = None
     flag: tuple[str, str, str] | None = None  # (address, kind, detail)
+    suppress: tuple[str, str] | None = None  # (address, DSN status) of a hard bounce
 
 
 def pending_messages(db: sqlite_utils.Database) -> Iterable[tuple[int, ParsedMessage]]:
@@ -158,9 +161,7 @@ def judge(
 ) -> Verdict:
     sender = (parsed.from_address or "").lower()
     if parsed.automatic == "bounce":
-        failed = (parsed.bounced_recipient or "").lower()
-        flag = (failed, "bounce", parsed.subject) if failed else None
-        return Verdict("bounce", "recorded", flag=flag)
+        return _bounce(db, parsed)
     if parsed.automatic:
         return Verdict("auto_reply", "recorded")
     token = tokens.first_token(secret, parsed.thread_ids)
@@ -181,6 +182,21 @@ def judge(
     if found:
         return _answer(db, found[0], found[1], respondent, sender, parsed, "membership")
     return Verdict("staff" if staff else "reply", "recorded", respondent=respondent)
+
+
+def _bounce(db: sqlite_utils.Database, parsed: ParsedMessage) -> Verdict:
+    failed = (parsed.bounced_recipient or "").lower()
+    status = parsed.bounce_status or ""
+    data: dict[str, object] = {"recipient": failed, "status": status}
+    if status.startswith("4"):
+        # A relay still trying ("delayed"): nothing is final, nothing to flag.
+        return Verdict("bounce", "delayed", data=data)
+    flag = (failed, "bounce", parsed.subject) if failed else None
+    # Only a bounce for an address mailflow delivered to stops mail to it: a forged or
+    # misread report for anyone else is flagged, never obeyed.
+    hard = bool(failed) and status.startswith("5") and suppression.was_mailed(db, failed)
+    return Verdict("bounce", "recorded", data=data, flag=flag,
+                   suppress=(failed, status) if hard else None)  # fmt: skip
 
 
 def _latest_request(
@@ -276,5 +292,9 @@ def _record(
             " values (?, ?, ?, ?, ?)",
             [address, kind, message, detail, now_utc()],
         )
+    if verdict.suppress:
+        address, status = verdict.suppress
+        if suppression.suppress(db, address, "bounced", now, code=status, message=message):
+            log.warning("message %s: %s bounced (%s); no more mail to it", message, address, status)
     log.info("message %s: %s (%s)", message, verdict.kind, verdict.status)
     return True

@@ -43,6 +43,10 @@ _FAILED_LINE = re.compile(
     r"^(final-recipient|original-recipient)\s*:\s*(?:rfc822\s*;)?\s*(.+)$", re.I
 )
 _EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+_STATUS = re.compile(r"^status\s*:\s*([245]\.\d{1,3}\.\d{1,3})", re.I | re.M)
+# An enhanced status code after an SMTP reply code ("550 5.1.1", "451-4.7.1") or qmail's
+# "(#5.1.1)", for bounces without a delivery-status part.
+_TEXT_STATUS = re.compile(r"(?:\b[245]\d\d[ -]|#)([245]\.\d{1,3}\.\d{1,3})\b")
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Classification:
     kind: str | None
     bounced_recipient: str | None = None
     reason: str = ""
+    # A bounce's status for its recipient ("5.1.1" final, "4.4.7" delayed), when it says.
+    status: str | None = None
 
 
 def _header(headers: dict[str, list[str]], name: str) -> str:
@@ -59,10 +65,10 @@ def _header(headers: dict[str, list[str]], name: str) -> str:
     return values[0].strip() if values else ""
 
 
-def _dsn_recipients(msg: email.message.Message) -> list[str]:
-    """Failed recipients named in a message/delivery-status part, ``Action: failed`` first."""
-    failed: list[str] = []
-    other: list[str] = []
+def _dsn_recipients(msg: email.message.Message) -> list[tuple[str, str | None]]:
+    """(recipient, status) named in a message/delivery-status part, ``Action: failed`` first."""
+    failed: list[tuple[str, str | None]] = []
+    other: list[tuple[str, str | None]] = []
     for part in msg.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
@@ -70,13 +76,14 @@ def _dsn_recipients(msg: email.message.Message) -> list[str]:
         texts = [str(b) for b in blocks] if isinstance(blocks, list) else [str(blocks)]
         for block in texts:
             action = re.search(r"^action\s*:\s*(\w+)", block, re.I | re.M)
+            status = _STATUS.search(block)
             for line in block.splitlines():
                 m = _FAILED_LINE.match(line.strip())
                 if m:
                     found = _EMAIL.search(decode_header(m.group(2)))
                     if found:
                         target = failed if action and action.group(1).lower() == "failed" else other
-                        target.append(found.group(0).lower())
+                        target.append((found.group(0).lower(), status.group(1) if status else None))
     return failed + other
 
 
@@ -123,9 +130,12 @@ def classify(
         recipients = _dsn_recipients(msg)
         failed = _header(headers, "x-failed-recipients")
         if not recipients and failed:
-            recipients = [m.group(0).lower() for m in _EMAIL.finditer(failed)]
-        recipient = recipients[0] if recipients else _recipient_in_text(text, own)
-        return Classification(BOUNCE, recipient, reason)
+            recipients = [(m.group(0).lower(), None) for m in _EMAIL.finditer(failed)]
+        recipient, status = recipients[0] if recipients else (_recipient_in_text(text, own), None)
+        if status is None:
+            found = _TEXT_STATUS.search(text)
+            status = found.group(1) if found else None
+        return Classification(BOUNCE, recipient, reason, status)
 
     auto_submitted = _header(headers, "auto-submitted").lower()
     precedence = _header(headers, "precedence").lower()

@@ -24,6 +24,7 @@ from .logs import setup_logging
 from .parse import parse_message
 from .reports import current_occurrence
 from .roster import stored_roster
+from .suppression import Suppression, suppressed
 from .workflow import Workflow, collect_spec
 
 
@@ -262,6 +263,9 @@ def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> N
     click.echo(f"  outbox: {counts}")
     for subject, error in s.failed:
         click.echo(f"  failed: {subject}: {error}")
+    for suppression, who in s.suppressed:
+        name = f" ({who})" if who else ""
+        click.echo(f"  suppressed: {suppression.address}{name}, {_suppressed(suppression, tz)}")
 
 
 def _workflow(engine: Engine, name: str | None) -> Workflow:
@@ -329,14 +333,37 @@ def roster(ctx: click.Context) -> None:
     """Show the défis, their members and the staff, as stored."""
     engine = _engine(ctx, preflight=False)
     stored = stored_roster(engine.db)
+    blocked = suppressed(engine.db)
+    tz = engine.config.timezone
+
+    def mark(address: str) -> str:
+        found = blocked.pop(address, None)
+        return f"  SUPPRESSED {_suppressed(found, tz)}" if found else ""
+
     for d in stored.defis:
         period = f" {d.active_from or '…'} → {d.active_until or '…'}"
         click.echo(f"{d.name} [{d.id}] ({d.host}){period}")
         for m in d.members:
-            click.echo(f"  {m.name} <{m.address}>" if m.name else f"  {m.address}")
+            person = f"{m.name} <{m.address}>" if m.name else m.address
+            click.echo(f"  {person}{mark(m.address)}")
     click.echo("staff:")
     for s in stored.staff:
-        click.echo(f"  {s.name} <{s.address}> {s.role}".rstrip())
+        click.echo(f"  {s.name} <{s.address}> {s.role}".rstrip() + mark(s.address))
+    if blocked:
+        click.echo("other suppressed addresses:")
+        for address, found in blocked.items():
+            click.echo(f"  {address}  SUPPRESSED {_suppressed(found, tz)}")
+
+
+def _suppressed(found: Suppression, tz: dt.tzinfo) -> str:
+    """Since when and why an address gets no mail, in one line."""
+    since = found.since.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    why = (
+        f"bounced (status {found.code})"
+        if found.reason == "bounced"
+        else f"refused by the server ({found.code} {found.detail})"
+    )
+    return f"since {since}: {why}"
 
 
 @cli.command()

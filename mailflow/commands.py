@@ -26,6 +26,7 @@ from .render import Rendered, Renderer
 from .roster import respondent_info, stored_roster
 from .sections import normalize
 from .steps import Occurrence, answered, base_context, recipients
+from .suppression import lift
 from .tomltable import Table
 from .workflow import Workflow
 
@@ -33,6 +34,7 @@ _SUBJECT_PREFIX = re.compile(r"^\s*(\[?mailflow\]?\s*:?\s*)", re.I)
 _KEY_LINE = re.compile(r"^\s*[-*•]?\s*([^:：]{1,40}?)\s*[:：]\s*(.*)$")
 _DATE_DMY = re.compile(r"^(\d{1,2})[/.-](\d{1,2})[/.-](\d{4})$")
 _TIME = re.compile(r"^(\d{1,2})\s*(?:[h:]\s*(\d{2})?)?$", re.I)
+_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 MULTILINE = ("agenda", "text")
 
 
@@ -434,6 +436,22 @@ class Executor:
             raise CommandError("nothing_waiting", sender=who)
         settle_requests(db, requests, sender, now)
         return Done("settled", {"count": len(requests), "sender": who})
+
+    def _do_reactivate(self, r: Request) -> Done:
+        """Mail a suppressed address again (the staff checked or corrected it)."""
+        value = r.command.get("address") or r.command.text
+        if not value:
+            raise CommandError("missing_key", key="address")
+        found = _EMAIL.findall(value)
+        if len(found) != 1:
+            raise CommandError("bad_address", value=value.strip()[:200])
+        address = found[0].lower()
+        lifted = lift(r.db, address)
+        if lifted is None:
+            raise CommandError("not_suppressed", address=address)
+        since = lifted.since.astimezone(self.config.timezone)
+        data = {"address": address, "reason": lifted.reason, "code": lifted.code, "since": since}
+        return Done("reactivated", data)
 
     def _do_help(self, r: Request) -> Done:
         return Done("help", {})

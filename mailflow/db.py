@@ -21,18 +21,24 @@ from .migrations import MIGRATIONS
 BUSY_TIMEOUT_MS = 30_000
 
 
-def open_db(path: Path | str, *, migrate: bool = True) -> sqlite_utils.Database:
-    """Open (creating if needed) the database file in WAL mode and bring its schema up to date."""
+def open_db(
+    path: Path | str, *, migrate: bool = True, busy_timeout_ms: int = BUSY_TIMEOUT_MS
+) -> sqlite_utils.Database:
+    """Open (creating if needed) the database file in WAL mode and bring its schema up to date.
+
+    ``busy_timeout_ms`` is how long a write waits for another connection's lock before
+    ``sqlite3.OperationalError``.
+    """
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000)
+    conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode is durable against a crashed or killed process, which is the
     # failure mailflow must survive; a power cut may lose the last commits, which only
     # means an IMAP message fetched again or the in-flight mail sent again.
     conn.execute("PRAGMA synchronous=NORMAL")
     conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    conn.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
     db = sqlite_utils.Database(conn)
     if migrate:
         apply_migrations(db)

@@ -26,10 +26,11 @@ from .config import Config
 from .db import open_db, transaction
 from .errors import ClockError, ConfigError, MailflowError, MailServerError
 from .events import Event, get_event, load_ics, load_planning, sync_events, upcoming
+from .failures import report_failures
 from .ingest import IngestReport, ingest
 from .occurrences import due_at, occurrence_day, occurrences_around
 from .outbox import Outgoing, iso, queue
-from .render import Renderer, build_message
+from .render import Renderer
 from .roster import Roster, load_roster, sync_roster
 from .send import DeliveryReport, deliver
 from .steps import (
@@ -258,14 +259,14 @@ class Engine:
         report.steps = self.run_due(now, report)
         self.notify_event_changes(now)
         if not deliver_mail:
-            self.report_failures(now)
+            report_failures(self.db, self.config, self.renderer, self.secret, now)
             notices.flush(self.db, self.config, self.renderer, self.secret, self.workflows, now)
             return report
         report.delivery = deliver(self.db, self.config.smtp, now)
-        failures = self.report_failures(now)
+        failures = report_failures(self.db, self.config, self.renderer, self.secret, now)
         told = notices.flush(self.db, self.config, self.renderer, self.secret, self.workflows, now)
         if failures or told:  # the staff's own mail goes in the same tick
-            report.delivery.sent += deliver(self.db, self.config.smtp, now).sent
+            report.delivery.add(deliver(self.db, self.config.smtp, now))
         if report.delivery.error:
             report.errors.append(report.delivery.error)
         return report
@@ -421,44 +422,3 @@ class Engine:
                 if now - due > step.grace:
                     runs.append(give_up(self.db, occ, step, due, now, error))
         return runs
-
-    def report_failures(self, now: dt.datetime) -> bool:
-        """Queue one mail to the staff listing mail that failed for good; True if queued."""
-        rows = self.db.execute(
-            "select id, key, to_addrs, subject, error, refused from outbox"
-            " where reported_at is null and recipient not in ('staff', 'alias')"
-            " and (status = 'failed' or refused is not null) order by id"
-        ).fetchall()
-        if not rows:
-            return False
-        failures = [
-            {"key": r[1], "to": r[2], "subject": r[3], "error": r[4] or "", "refused": r[5] or ""}
-            for r in rows
-        ]
-        staff = self.db.execute("select address from staff order by address").fetchall()
-        to = [s[0] for s in staff] or [self.config.addresses.alias]
-        token = tokens.Token("system", now.strftime("%Y%m%d"), "failures", f"o{rows[0][0]}")
-        message_id = tokens.message_id(self.secret, token, self.config.addresses.message_id_domain)
-        rendered = self.renderer.render(
-            "system/failures",
-            self.config.language,
-            {"failures": failures, "now": now.astimezone(self.config.timezone)},
-        )
-        addresses = self.config.addresses
-        raw = build_message(
-            rendered, sender=addresses.sender, sender_name=addresses.sender_name, to=to,
-            reply_to=addresses.reply_to, message_id=message_id,
-            date=now.astimezone(self.config.timezone),
-        )  # fmt: skip
-        mail = Outgoing(
-            f"system:failures:{rows[0][0]}-{rows[-1][0]}", "system", token.occurrence, "failures",
-            "staff", tuple(to), self.config.addresses.sender, message_id, rendered.subject, raw,
-        )  # fmt: skip
-        with transaction(self.db):
-            queue(self.db, mail, now)
-            marks = ",".join("?" * len(rows))
-            self.db.execute(
-                f"update outbox set reported_at = ? where id in ({marks})",
-                [iso(now), *[r[0] for r in rows]],
-            )
-        return True

@@ -259,6 +259,50 @@ def _events_and_alias(db: sqlite_utils.Database) -> None:
     )
 
 
+def _delivery(db: sqlite_utils.Database) -> None:
+    """Delivery per recipient, the addresses no longer mailed, and what the staff were told."""
+    _script(
+        db,
+        """
+        -- What became of each address of an outbox row: accepted (sent), refused for a
+        -- while (retry), refused for good (failed: rejected by the server with 5xx,
+        -- exhausted its retries, or the whole message refused after others had it), or
+        -- left out of the envelope because it is suppressed.
+        create table deliveries (
+            outbox integer not null references outbox (id),
+            address text not null,
+            status text not null check (status in ('sent', 'retry', 'failed', 'suppressed')),
+            failure text check (failure in ('rejected', 'exhausted', 'message')),
+            attempt integer not null default 0,
+            code integer,
+            detail text not null default '',
+            updated_at text not null,
+            reported_on text,
+            primary key (outbox, address)
+        );
+        create index deliveries_address on deliveries (address);
+        create index deliveries_unreported on deliveries (outbox)
+            where status = 'failed' and reported_on is null;
+        -- Addresses mailflow no longer writes to (refused with 5xx, or a hard bounce),
+        -- until the roster stops listing them or a staff command reactivates them.
+        create table suppressed (
+            address text primary key,
+            reason text not null check (reason in ('refused', 'bounced')),
+            code text not null default '',
+            detail text not null default '',
+            outbox integer references outbox (id),
+            message integer references messages (id),
+            created_at text not null,
+            reported_on text
+        );
+        -- Why a failed row failed: refused (5xx for the whole message), exhausted (its
+        -- temporary failures outlasted the retries), recipients (every address failed),
+        -- no_recipient (every address was suppressed: nothing was sent).
+        alter table outbox add column failure text;
+        """,
+    )
+
+
 def _holds(db: sqlite_utils.Database) -> None:
     """Why a step was skipped, notices owed to the staff, and what they were shown."""
     _script(
@@ -293,5 +337,6 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_mailbox", _mailbox),
     ("0002_workflows", _workflows),
     ("0003_events_and_alias", _events_and_alias),
+    ("0004_delivery", _delivery),
     ("0005_holds", _holds),
 ]

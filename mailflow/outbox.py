@@ -3,7 +3,9 @@
 A row's ``key`` names the mail (workflow, occurrence, step, recipient): queuing a mail
 whose key exists does nothing, so a step replayed after a crash or a second ``tick``
 sends nothing twice. Rows go ``queued`` → ``sending`` → ``sent``, or back to ``queued``
-with a later ``next_attempt_at`` after a temporary failure, or to ``failed``.
+with a later ``next_attempt_at`` after a temporary failure, or to ``failed``. What became
+of each address of a row is in ``deliveries``: an address accepted or failed for good is
+settled, and never in that row's envelope again.
 """
 
 from __future__ import annotations
@@ -120,3 +122,35 @@ def counts(
     ):
         result[status] = n
     return result
+
+
+# Per-recipient outcomes that take an address out of a row's next envelopes.
+SETTLED = ("sent", "failed", "suppressed")
+
+
+def record(
+    db: sqlite_utils.Database,
+    outbox: int,
+    address: str,
+    status: str,
+    now: dt.datetime,
+    *,
+    failure: str | None = None,
+    attempt: int = 0,
+    code: int | None = None,
+    detail: str = "",
+) -> None:
+    """Record what became of one address of a row (the latest outcome replaces the last)."""
+    db.execute(
+        "insert into deliveries (outbox, address, status, failure, attempt, code, detail,"
+        " updated_at) values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (outbox, address) do update"
+        " set status = excluded.status, failure = excluded.failure, attempt = excluded.attempt,"
+        " code = excluded.code, detail = excluded.detail, updated_at = excluded.updated_at",
+        [outbox, address.lower(), status, failure, attempt, code, detail, iso(now)],
+    )
+
+
+def delivery_states(db: sqlite_utils.Database, outbox: int) -> dict[str, str]:
+    """The status of each address of a row that has one (lower-case addresses)."""
+    rows = db.execute("select address, status from deliveries where outbox = ?", [outbox])
+    return {row[0]: row[1] for row in rows}

@@ -40,6 +40,7 @@ class ParsedMessage:
     automatic: str | None = None
     automatic_reason: str = ""
     bounced_recipient: str | None = None
+    bounce_status: str | None = None  # the DSN status of that recipient: 5.x.x is final
     text: str = ""
     sections: dict[str, str | None] = field(default_factory=dict)
     fields: dict[str, str | None] = field(default_factory=dict)
@@ -150,6 +151,7 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
         automatic=verdict.kind,
         automatic_reason=verdict.reason,
         bounced_recipient=verdict.bounced_recipient,
+        bounce_status=verdict.status,
         text=text,
         sections=sections,
         fields=fields,

@@ -23,11 +23,13 @@ from . import notices, outbox
 from .commands import Command, Executor, Request
 from .db import open_db
 from .events import Event, save_event
+from .failures import report_failures
 from .occurrences import due_at, nominal_day, occurrence_day, occurrence_id
 from .parse import ParsedMessage
 from .render import Renderer
 from .roster import Defi, Member, Mentor, Roster, Staff, staff_respondent, sync_roster
 from .steps import Answer, Occurrence, acknowledgement, change_mails, step_mails
+from .suppression import suppress
 from .workflow import Workflow
 
 if TYPE_CHECKING:
@@ -138,6 +140,7 @@ def _render_all(
         if workflow.update_template or workflow.cancel_template:
             _changes(db, config, renderer, secret, workflow, occ, event, now)
     _notices(db, config, renderer, secret, workflows, now)
+    _failures(db, config, renderer, secret, now)
     _commands(engine, config, renderer, db, message, workflows, now)
 
 
@@ -271,6 +274,35 @@ def _notices(
                 )
                 notices.record(db, notice, now)
     notices.flush(db, config, renderer, secret, workflows, now)
+
+
+def _failures(
+    db: sqlite_utils.Database, config: Any, renderer: Renderer, secret: str, now: dt.datetime
+) -> None:
+    """A refused address, a bounced one, retries run out, a mail that reached nobody."""
+    mail = outbox.Outgoing(
+        "sample:failed", "retro", SAMPLE, "request", "d-answered",
+        (f"answered.a@{SAMPLE}.test", f"answered.b@{SAMPLE}.test"), SAMPLE, f"<f@{SAMPLE}>",
+        SAMPLE, b"",
+    )  # fmt: skip
+    outbox.queue(db, mail, now)
+    row = db.execute("select id from outbox where key = 'sample:failed'").fetchone()[0]
+    suppress(db, f"answered.a@{SAMPLE}.test", "refused", now, code="550 5.1.1", detail=SAMPLE,
+             outbox=row)  # fmt: skip
+    suppress(db, f"silent.a@{SAMPLE}.test", "bounced", now, code="5.1.1")
+    db.execute(
+        "insert into deliveries (outbox, address, status, failure, code, detail, updated_at)"
+        " values (?, ?, 'failed', 'exhausted', 451, ?, ?)",
+        [row, f"answered.b@{SAMPLE}.test", SAMPLE, outbox.iso(now)],
+    )
+    for failure, error in (("no_recipient", ""), ("refused", f"554 5.7.1 {SAMPLE}")):
+        db.execute(
+            "update outbox set status = 'failed', failure = ?, error = ? where id = ?",
+            [failure, error, row],
+        )
+        report_failures(db, config, renderer, secret, now)
+        db.execute("delete from outbox where key like 'system:failures:%'")
+        db.execute("update outbox set reported_at = null")
 
 
 _COMMANDS = [

@@ -16,6 +16,7 @@ from .occurrences import due_at, nominal_day, occurrence_day, occurrence_id
 from .render import Rendered
 from .roster import defi_respondent, respondent_info, staff_respondent, stored_roster
 from .steps import Occurrence, base_context
+from .suppression import Suppression, suppressed
 from .workflow import Workflow
 
 
@@ -39,6 +40,7 @@ class Status:
     runs: list[tuple[str, str, str]]
     outbox: dict[str, int]
     failed: list[tuple[str, str]]
+    suppressed: list[tuple[Suppression, str]] = field(default_factory=list)  # with who
 
 
 def find_workflow(engine: Engine, name: str | None) -> Workflow:
@@ -115,7 +117,34 @@ def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
         workflow.name, occurrence, occurrence_day(workflow.schedule, occurrence),
         sorted(rows, key=lambda r: r.name.lower()), runs,
         outbox.counts(db, workflow.name, occurrence), failed,
+        _suppressed(engine, workflow, occurrence, [r.id for r in rows]),
     )  # fmt: skip
+
+
+def _suppressed(
+    engine: Engine, workflow: Workflow, occurrence: str, respondents: list[str]
+) -> list[tuple[Suppression, str]]:
+    """Suppressed addresses among the occurrence's recipients, each with who it is."""
+    found = suppressed(engine.db)
+    if not found:
+        return []
+    roster = stored_roster(engine.db)
+    who: dict[str, str] = {}
+    for respondent in respondents:
+        name = respondent_info(roster, respondent)["name"]
+        for d in roster.defis:
+            if defi_respondent(d.id) == respondent:
+                who.update((a, name) for a in d.addresses)
+        for s in roster.staff:
+            if staff_respondent(s.address) == respondent:
+                who[s.address] = name
+    for (to_addrs,) in engine.db.execute(
+        "select to_addrs from outbox where workflow = ? and occurrence = ?",
+        [workflow.name, occurrence],
+    ):
+        for address in json.loads(to_addrs):
+            who.setdefault(address.lower(), "")
+    return [(found[a], who[a]) for a in sorted(who) if a in found]
 
 
 def preview(

@@ -39,6 +39,7 @@ from pathlib import Path
 import sqlite_utils
 
 from .db import transaction
+from .suppression import lift_unlisted
 from .tomltable import Table
 
 _ADDRESS = r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+"
@@ -169,7 +170,10 @@ def load_roster(path: Path) -> Roster:
 
 
 def sync_roster(db: sqlite_utils.Database, roster: Roster) -> bool:
-    """Make the stored roster the given one; returns False when nothing changed."""
+    """Make the stored roster the given one; returns False when nothing changed.
+
+    Suppressed addresses the new roster does not list are mailed again.
+    """
     digest = roster.digest()
     row = db.execute("select value from settings where key = 'roster_digest'").fetchone()
     if row and row[0] == digest:
@@ -200,6 +204,9 @@ def sync_roster(db: sqlite_utils.Database, roster: Roster) -> bool:
                 "insert or replace into staff (address, name, role) values (?, ?, ?)",
                 [s.address, s.name, s.role],
             )
+        # An address the roster no longer lists was corrected or removed: mail it again
+        # if it comes back.
+        lift_unlisted(db)
         db.execute(
             "insert into settings (key, value) values ('roster_digest', ?)"
             " on conflict (key) do update set value = excluded.value",

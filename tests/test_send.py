@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 
 from mailflow.db import open_db
+from mailflow.engine import Engine
 from mailflow.outbox import Outgoing, queue
+from mailflow.send import deliver
 
 from .conftest import ENV, text_of
 from .test_retro import at
 
 
 def test_queuing_the_same_mail_twice_is_a_no_op(tmp_path):
-    import datetime as dt
-
     db = open_db(tmp_path / "o.db")
     mail = Outgoing("retro:2026-W48:request:d-a", "retro", "2026-W48", "request", "d-a",
                     ("a@x.test",), "m@x.test", "<id@x.test>", "Sujet", b"raw")  # fmt: skip
@@ -134,3 +138,46 @@ def test_killed_with_a_mail_in_flight_sends_that_one_again_with_the_same_message
     copies = _message_ids(p)
     assert sorted(copies.values()) == [1, 1, 1, 2]
     assert Counter(row[0] for row in db.execute("select status from outbox")) == {"sent": 4}
+
+
+def test_a_database_locked_while_a_sent_mail_is_marked_sends_it_again_after_its_lease(
+    programme, localmail, caplog
+):
+    """The second at-least-once window: accepted by the server, the record of it locked out."""
+    p = programme({"alpha": 1})
+    a0 = p.defis["alpha"][0]
+    engine = Engine(p.config, db=open_db(p.config.database, busy_timeout_ms=100))
+    now = dt.datetime.fromisoformat(at("09:00"))
+    engine.run_due(now)
+    stalled = localmail.smtp.stall(1.5, at="data")  # delivered, the answer held back
+    release = threading.Event()
+
+    def hold_the_write_lock() -> None:
+        assert stalled.wait(20), "the mail never reached the SMTP server"
+        other = sqlite3.connect(p.config.database, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process writing, past the busy timeout
+        release.wait(30)
+        other.execute("ROLLBACK")
+        other.close()
+
+    holder = threading.Thread(target=hold_the_write_lock)
+    holder.start()
+    try:
+        with caplog.at_level(logging.ERROR, logger="mailflow"):
+            report = deliver(engine.db, p.config.smtp, now)
+    finally:
+        release.set()
+        holder.join()
+        localmail.smtp.clear_failures()
+    [error] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert "the database stayed locked" in error.getMessage() and error.exc_info is None
+    assert (report.sent, report.retry, report.failed) == (0, 0, 0)
+    status = "select status from outbox"
+    assert engine.db.execute(status).fetchall() == [("sending",)]
+    [copy] = p.inbox(a0)
+    # Its lease keeps it from going while another process might be sending it; then it
+    # goes again, the same bytes with the same Message-ID.
+    assert deliver(engine.db, p.config.smtp, now + dt.timedelta(minutes=5)).sent == 0
+    assert deliver(engine.db, p.config.smtp, now + dt.timedelta(minutes=11)).sent == 1
+    assert Counter(m["Message-ID"] for m in p.inbox(a0)) == {copy["Message-ID"]: 2}
+    assert engine.db.execute(status).fetchall() == [("sent",)]
