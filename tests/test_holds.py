@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import email
 import hashlib
+import shutil
 import sqlite3
 
 from click.testing import CliRunner
@@ -17,7 +18,7 @@ from click.testing import CliRunner
 from mailflow.cli import cli
 from mailflow.localmail import clients
 
-from .conftest import ENV, text_of
+from .conftest import ENV, ROOT, text_of
 from .test_retro import at
 
 FRIDAY = "2026-11-27"
@@ -174,3 +175,50 @@ def test_a_dry_run_writes_the_mail_and_changes_nothing(programme, tmp_path):
     assert written["Date"].endswith(nine.strftime("09:00:00 %z"))  # local time, not UTC
     assert _checksum(p.config.database) == before
     assert all(len(p.inbox(m)) == 0 for members in p.defis.values() for m in members)
+
+
+def _own_templates(p, tmp_path, name, edit):
+    """A copy of the shipped templates with one edited, used by this programme."""
+    folder = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", folder)
+    path = folder / name
+    path.write_text(edit(path.read_text()))
+    text = p.config.path.read_text().replace(
+        "[mailflow]\n", f'[mailflow]\ntemplates = "{folder}"\n'
+    )
+    p.config.path.write_text(text)
+
+
+def test_an_undefined_template_variable_stops_mailflow_at_start_up(programme, tmp_path):
+    p = programme({"alpha": 1})
+    # Used only when the reminder is late: rendering a normal one would never reach it.
+    _own_templates(p, tmp_path, "retro/reminder.fr.txt.j2",
+                   lambda t: t + "{% if late %}{{ oublie }}{% endif %}\n")  # fmt: skip
+    result = run(p, "tick", "--at", at("09:00"))
+    assert result.exit_code == 1
+    assert "retro/reminder.fr.txt.j2" in result.output and "'oublie'" in result.output
+    assert len(p.inbox(p.defis["alpha"][0])) == 0
+    doctor = run(p, "doctor").output
+    assert "FAIL" in doctor and "'oublie'" in doctor
+
+
+def test_a_step_that_fails_at_send_time_is_told_once_then_given_up(programme, tmp_path):
+    p = programme({"alpha": 1, "beta": 1})
+    # Renders with the sample answers of the preflight, fails when nobody answered.
+    divide = "{{ asked // answered }} Bonjour"
+    _own_templates(p, tmp_path, "retro/digest.fr.txt.j2", lambda t: t.replace("Bonjour", divide))
+    for time in ("09:00", "12:00", "14:00"):
+        p.tick(at(time))
+    for time in ("15:00", "15:05", "16:00"):
+        result = run(p, "tick", "--at", at(time))
+        assert result.exit_code == 1 and "ZeroDivisionError" in result.output
+    texts = [text_of(m) for m in notices(p)]
+    assert len(texts) == 1 and "Impossible à préparer" in texts[0]
+    assert "ZeroDivisionError" in texts[0]
+    # Past the digest's grace of 3 hours: given up, and said so.
+    assert (
+        "could not be prepared until past its grace" in run(p, "tick", "--at", at("18:05")).output
+    )
+    assert len(p.inbox(p.config.addresses.cohort)) == 0
+    texts = [text_of(m) for m in notices(p)]
+    assert len(texts) == 2 and "n'a pas pu être préparé à temps" in texts[1]
