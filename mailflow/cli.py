@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from . import __version__, reports
+from . import __version__, dates, reports
 from .config import PROJECT_DIR, Config, load_config
 from .db import open_db
 from .engine import Engine
@@ -246,19 +246,21 @@ def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> N
     s = reports.status(engine, workflow, occurrence)
     day = f" ({s.day.isoformat()})" if s.day else " (no occurrence: skipped or holiday)"
     click.echo(f"{s.workflow} {s.occurrence}{day}")
-    tz = engine.config.timezone
+    tz, language = engine.config.timezone, engine.config.language
+
+    def local(instant: str) -> str:
+        return dates.moment(dt.datetime.fromisoformat(instant), language, tz)
+
     for d in s.respondents:
         if d.answered_at:
-            when = (
-                dt.datetime.fromisoformat(d.answered_at).astimezone(tz).strftime("%a %d %b %H:%M")
-            )
+            when = local(d.answered_at)
             late = " LATE" if d.late else ""
             line = f"  [x] {d.name}: answered {when} by {d.sender} ({d.via}){late}"
         else:
             line = f"  [ ] {d.name}: no answer"
         click.echo(line + "".join(f"; {f}" for f in d.flagged))
     for step, state, ran_at in s.runs:
-        click.echo(f"  step {step}: {state} at {ran_at}")
+        click.echo(f"  step {step}: {state}, {local(ran_at)}")
     counts = ", ".join(f"{n} {k}" for k, n in s.outbox.items())
     click.echo(f"  outbox: {counts}")
     for subject, error in s.failed:
@@ -266,6 +268,11 @@ def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> N
     for suppression, who in s.suppressed:
         name = f" ({who})" if who else ""
         click.echo(f"  suppressed: {suppression.address}{name}, {_suppressed(suppression, tz)}")
+    for m in s.to_read:
+        sender = f"{m['name']} <{m['sender']}>" if m["name"] else m["sender"]
+        when = dates.moment(m["received_at"], language)
+        listed = "" if m["listed"] else " (not listed to the staff yet)"
+        click.echo(f"  to read: {when} from {sender}: {m['subject']!r} [{m['kind']}]{listed}")
 
 
 def _workflow(engine: Engine, name: str | None) -> Workflow:
@@ -357,7 +364,7 @@ def roster(ctx: click.Context) -> None:
 
 def _suppressed(found: Suppression, tz: dt.tzinfo) -> str:
     """Since when and why an address gets no mail, in one line."""
-    since = found.since.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+    since = found.since.astimezone(tz).isoformat(sep=" ", timespec="minutes")[:16]
     why = (
         f"bounced (status {found.code})"
         if found.reason == "bounced"

@@ -232,6 +232,15 @@ def _shared(
             "insert into announcements (workflow, text, author, created_at) values (?, ?, ?, ?)",
             [workflow.name, SAMPLE, STAFF, received],
         )
+    for kind, status in (("reply", "recorded"), ("unknown_sender", "recorded"),
+                         ("answer", "non_member"), ("answer", "ambiguous"),
+                         ("unreadable", "recorded"), ("error", "failed")):  # fmt: skip
+        db.execute(
+            "insert into inbound (message, received_at, kind, status, sender, respondent, data)"
+            " values (?, ?, ?, ?, ?, 'd-answered', ?)",
+            [_message(db, now), received, kind, status, f"x@{SAMPLE}.test",
+             json.dumps({"unreadable": SAMPLE, "error": SAMPLE})],
+        )  # fmt: skip
     db.execute(
         "insert into help_requests (message, sender, respondent, subject, message_id,"
         " received_at) values (?, ?, 'd-answered', ?, ?, ?)",

@@ -24,6 +24,7 @@ from typing import Any
 
 import jinja2
 
+from . import dates
 from .errors import TemplateError
 
 
@@ -46,27 +47,6 @@ class Attachment:
     inline: bool = False
 
 
-_FRENCH_MONTHS = ["janvier", "février", "mars", "avril", "mai", "juin", "juillet", "août",
-                  "septembre", "octobre", "novembre", "décembre"]  # fmt: skip
-
-
-def _frenchdate(value: dt.date | dt.datetime, style: str = "long") -> str:
-    days = ["lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"]
-    text = f"{days[value.weekday()]} {value.day} {_FRENCH_MONTHS[value.month - 1]}"
-    return text if style == "short" else f"{text} {value.year}"
-
-
-def _englishdate(value: dt.date | dt.datetime, style: str = "long") -> str:
-    text = f"{value:%A} {value.day} {value:%B}"
-    return text if style == "short" else f"{text} {value.year}"
-
-
-def _hour(value: dt.time | dt.datetime, language: str = "fr") -> str:
-    if language == "fr":
-        return f"{value.hour}h{value.minute:02d}" if value.minute else f"{value.hour}h"
-    return value.strftime("%I:%M %p").lstrip("0")
-
-
 class Renderer:
     """The templates of one folder, loaded once."""
 
@@ -81,11 +61,11 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters["date_fr"] = _frenchdate
-        self.env.filters["date_en"] = _englishdate
-        self.env.filters["hour"] = _hour
-        self.env.filters["month_fr"] = lambda d: f"{_FRENCH_MONTHS[d.month - 1]} {d.year}"
-        self.env.filters["month_en"] = lambda d: f"{d:%B %Y}"
+        self.env.filters["date_fr"] = lambda d, style="long": dates.day(d, "fr", style)
+        self.env.filters["date_en"] = lambda d, style="long": dates.day(d, "en", style)
+        self.env.filters["hour"] = lambda t, language="fr": dates.hour(t, language)
+        self.env.filters["month_fr"] = lambda d: dates.month(d, "fr")
+        self.env.filters["month_en"] = lambda d: dates.month(d, "en")
 
     def exists(self, name: str, language: str) -> bool:
         return (self.folder / f"{name}.{language}.txt.j2").is_file()

@@ -15,7 +15,7 @@ from .engine import Engine
 from .occurrences import due_at, nominal_day, occurrence_day, occurrence_id
 from .render import Rendered
 from .roster import defi_respondent, respondent_info, staff_respondent, stored_roster
-from .steps import Occurrence, base_context
+from .steps import Occurrence, base_context, to_read
 from .suppression import Suppression, suppressed
 from .workflow import Workflow
 
@@ -41,6 +41,7 @@ class Status:
     outbox: dict[str, int]
     failed: list[tuple[str, str]]
     suppressed: list[tuple[Suppression, str]] = field(default_factory=list)  # with who
+    to_read: list[dict[str, Any]] = field(default_factory=list)  # mail a person must read
 
 
 def find_workflow(engine: Engine, name: str | None) -> Workflow:
@@ -118,7 +119,25 @@ def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
         sorted(rows, key=lambda r: r.name.lower()), runs,
         outbox.counts(db, workflow.name, occurrence), failed,
         _suppressed(engine, workflow, occurrence, [r.id for r in rows]),
+        _to_read(engine, occurrence_day(workflow.schedule, occurrence)),
     )  # fmt: skip
+
+
+TO_READ_WINDOW = dt.timedelta(days=7)
+
+
+def _to_read(engine: Engine, day: dt.date | None) -> list[dict[str, Any]]:
+    """Human mail no step shows anyone, received within a week of the occurrence's day."""
+    if day is None:
+        return []
+    found = to_read(engine.db, engine.config, listed=True)
+    listed = {m["message"] for m in to_read(engine.db, engine.config)}
+    span = (day - TO_READ_WINDOW, day + TO_READ_WINDOW)
+    return [
+        m | {"listed": m["message"] not in listed}
+        for m in found
+        if span[0] <= m["received_at"].date() <= span[1]
+    ]
 
 
 def _suppressed(

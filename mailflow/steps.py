@@ -354,7 +354,41 @@ def help_context(
             "sender": sender, "who": who, "subject": subject, "received_at": received,
             "days": (now - received).days,
         })  # fmt: skip
-    return {"help_requests": pending}
+    return {"help_requests": pending, "to_read": to_read(db, config)}
+
+
+# What a person must read: mail that is nobody's answer and no command. Automatic mail
+# (out-of-office replies, bounces) and staff's own mail are not listed.
+_TO_READ = (
+    "(i.kind in ('reply', 'unknown_sender', 'error', 'unreadable')"
+    " or (i.kind = 'answer' and i.status in ('non_member', 'ambiguous', 'unreadable')))"
+)
+
+
+def to_read(
+    db: sqlite_utils.Database, config: Config, *, listed: bool = False
+) -> list[dict[str, Any]]:
+    """Human mail no step shows anyone: replies to a digest or a receipt, unknown senders,
+    non-members' answers, unreadable messages. Those not listed yet, or (``listed``) all."""
+    roster = stored_roster(db)
+    where = "" if listed else " and i.listed_at is null"
+    rows = db.execute(
+        "select i.message, i.kind, i.status, i.sender, i.respondent, i.received_at,"
+        " coalesce(p.subject, ''), coalesce(p.from_name, ''), i.data from inbound i"
+        f" left join parsed p on p.message = i.message where {_TO_READ}{where}"
+        " order by i.received_at, i.message"
+    ).fetchall()
+    found = []
+    for message, kind, status, sender, respondent, received, subject, name, data in rows:
+        details = json.loads(data) if data else {}
+        found.append({
+            "message": message, "kind": kind, "status": status, "sender": sender or "",
+            "name": name, "subject": subject,
+            "received_at": dt.datetime.fromisoformat(received).astimezone(config.timezone),
+            "defi": respondent_info(roster, respondent)["name"] if respondent else "",
+            "reason": details.get("unreadable") or details.get("error") or "",
+        })  # fmt: skip
+    return found
 
 
 class Skip(StrEnum):
@@ -405,16 +439,17 @@ def run_step(
     prepared = step_mails(db, config, renderer, secret, occ, step, due, now, late)
     if isinstance(prepared, str):
         return _record(db, occ, step, due, now, "skipped", prepared, [], reason=Skip.EMPTY)
-    mails, to_staff = prepared
+    mails, to_staff, listed = prepared
     status, note = ("late", f"due at {iso(due)}, sent late") if late else ("done", "")
-    return _record(db, occ, step, due, now, status, note, mails, to_staff)
+    return _record(db, occ, step, due, now, status, note, mails, to_staff, listed=listed)
 
 
 def step_mails(
     db: sqlite_utils.Database, config: Config, renderer: Renderer, secret: str,
     occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime, late: bool,
-) -> tuple[list[Outgoing], bool] | str:  # fmt: skip
-    """The rendered mails of a step and whether they go to the staff, or why there are none.
+) -> tuple[list[Outgoing], bool, tuple[int, ...]] | str:  # fmt: skip
+    """The rendered mails of a step, whether they go to the staff and the messages they list
+    for a person to read, or why there are none.
 
     Raises ``TemplateError`` before anything is queued. The preflight check renders
     every step through this same function, on a scratch database.
@@ -427,10 +462,11 @@ def step_mails(
             return "nothing to send: no " + ", no ".join(step.unless_empty)
     if step.action == "help":
         context |= help_context(db, config, occ.workflow, now)
-        if not context["help_requests"]:
-            return "no help request waiting"
+        if not context["help_requests"] and not context["to_read"]:
+            return "no help request waiting, no mail to read"
     mails = build_mails(db, config, renderer, secret, occ, step, audience, context, now)
-    return mails, audience == "staff"
+    listed = tuple(m["message"] for m in context.get("to_read", ()))
+    return mails, audience == "staff", listed
 
 
 def give_up(
@@ -512,6 +548,7 @@ def _record(
     *,
     reason: Skip | None = None,
     detail: str = "",
+    listed: tuple[int, ...] = (),
 ) -> StepRun:
     queued = 0
     with transaction(db):
@@ -520,6 +557,11 @@ def _record(
             notices.record(db, _notice(notices.Kind.SKIPPED, occ, step, str(reason), detail), now)
         for mail in mails:
             queued += outbox.queue(db, mail, now)
+        if listed and status != "skipped":
+            marks = ",".join("?" * len(listed))
+            db.execute(
+                f"update inbound set listed_at = ? where message in ({marks})", [iso(now), *listed]
+            )
         if step.action == "digest" and status != "skipped":
             digest.mark_shown(db, occ.workflow.name, occ.id, to_staff)
             if to_staff:

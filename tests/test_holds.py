@@ -222,3 +222,33 @@ def test_a_step_that_fails_at_send_time_is_told_once_then_given_up(programme, tm
     assert len(p.inbox(p.config.addresses.cohort)) == 0
     texts = [text_of(m) for m in notices(p)]
     assert len(texts) == 2 and "n'a pas pu être préparé à temps" in texts[1]
+
+
+def test_human_mail_nobody_else_reads_is_listed_to_the_staff_once(programme, new_address):
+    p = programme({"alpha": 1, "beta": 1})
+    for time in ("09:00", "12:00", "14:00", "15:00"):
+        p.tick(at(time))
+    cohort = p.config.addresses.cohort
+    digest = p.localmail.fetch(cohort)[0]
+    p.swaks(clients.gmail(digest, cohort, "Une Lectrice", "Merci pour ce récapitulatif !"), cohort)
+    stranger = new_address("inconnu")
+    p.swaks(
+        f"From: Inconnu <{stranger}>\r\nTo: {p.shared}\r\nSubject: Candidature spontanée\r\n"
+        f"Message-ID: <cand.1@x.test>\r\n\r\nBonjour, je voudrais candidater.\r\n".encode(),
+        stranger,
+    )
+    outsider = new_address("collegue")
+    request = p.localmail.fetch(p.defis["alpha"][0])[0]
+    p.swaks(clients.gmail(request, outsider, "Un Collègue", "Victoires :\nsans moi"), outsider)
+    p.wait_shared(3)
+    p.tick("2026-11-30T09:30:00+01:00")  # Monday: the desk's daily mail
+    desk = [m for m in p.inbox(p.staff[0]) if "en attente" in str(m["Subject"])]
+    assert len(desk) == 1
+    text = text_of(desk[0])
+    assert "Candidature spontanée" in text and stranger in text
+    assert "Re:" in text and cohort in text  # the reply to the digest
+    assert outsider in text and "Alpha" in text  # the non-member's answer for alpha
+    status = p.run("status", "--week", "2026-W48").output
+    assert status.count("to read:") == 3 and "not listed" not in status
+    p.tick("2026-12-01T09:30:00+01:00")
+    assert len([m for m in p.inbox(p.staff[0]) if "en attente" in str(m["Subject"])]) == 1
