@@ -163,7 +163,16 @@ class Desk:
                 self._log(d, message, sender, command, "refused", f"{code}: {detail}", now)
                 if code == "not_staff":
                     self._help(d, message, parsed, sender, now)  # perhaps a real question
-                return [self._refusal_mail(d, message, parsed, command, code, detail, now)]
+                earlier = self._unnotified(d, message, sender, now)
+                if earlier is None:
+                    return []  # the staff were told about this sender today: counted later
+                mail = self._refusal_mail(d, message, parsed, command, code, detail, now, earlier)
+                d.execute(
+                    "update commands set notified_at = ? where sender = ? and status = 'refused'"
+                    " and notified_at is null",
+                    [iso(now), sender],
+                )
+                return [mail]
 
             return Handled("command", "refused", refuse)
 
@@ -203,6 +212,27 @@ class Desk:
             ],
         )
         log.info("command %s from %s: %s (%s)", command.verb, sender, status, outcome)
+
+    def _unnotified(
+        self, db: sqlite_utils.Database, message: int, sender: str, now: dt.datetime
+    ) -> int | None:
+        """Earlier refusals of ``sender`` the staff were not told of; None when they were
+        told of one today (one notice per sender per day: a forger cannot flood them)."""
+        start = dt.datetime.combine(
+            now.astimezone(self.config.timezone).date(), dt.time(0), tzinfo=self.config.timezone
+        )
+        told = db.execute(
+            "select 1 from commands where sender = ? and status = 'refused' and notified_at >= ?",
+            [sender, iso(start)],
+        ).fetchone()
+        if told:
+            return None
+        row = db.execute(
+            "select count(*) from commands where sender = ? and status = 'refused'"
+            " and notified_at is null and message != ?",
+            [sender, message],
+        ).fetchone()
+        return int(row[0])
 
     # -- mail -----------------------------------------------------------------------------
     def _mail(
@@ -277,6 +307,7 @@ class Desk:
         code: str,
         detail: str,
         now: dt.datetime,
+        earlier: int = 0,
     ) -> Outgoing:
         staff = [s.address for s in stored_roster(db).staff] or [self.config.addresses.alias]
         context = {
@@ -286,6 +317,7 @@ class Desk:
                 "verb": command.verb,
                 "sender": parsed.from_address or "",
                 "subject": parsed.subject,
+                "earlier": earlier,  # refused since the last notice about this sender
             },
             "programme": {
                 "name": self.config.addresses.sender_name,

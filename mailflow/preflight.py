@@ -355,4 +355,4 @@ def _commands(
         outcome = executor.execute(Request(db, command, message, parsed, parsed.from_address
                                            or "", now))  # fmt: skip
         desk._reply_mail(message, parsed, outcome, now)
-    desk._refusal_mail(db, message, parsed, Command("help"), "not_staff", SAMPLE, now)
+    desk._refusal_mail(db, message, parsed, Command("help"), "not_staff", SAMPLE, now, 2)

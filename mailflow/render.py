@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import re
 from dataclasses import dataclass
 from email.charset import QP, Charset
 from email.header import Header
@@ -47,6 +48,16 @@ class Attachment:
     inline: bool = False
 
 
+# Control characters but tab and newline: what people wrote (a NUL, an ESC sequence, a
+# BEL) is printed into mail through every ``{{ }}``, and must not reach a reader's screen.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+SUBJECT_LIMIT = 200  # characters of a header value; longer ones end with an ellipsis
+
+
+def _printable(value: Any) -> Any:
+    return _CONTROL.sub("", value) if isinstance(value, str) else value
+
+
 class Renderer:
     """The templates of one folder, loaded once."""
 
@@ -55,6 +66,7 @@ class Renderer:
         self._undeclared: dict[str, set[str]] = {}
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(folder)),
+            finalize=_printable,
             undefined=jinja2.StrictUndefined,
             autoescape=lambda name: (name or "").endswith(".html.j2"),
             trim_blocks=True,
@@ -121,7 +133,7 @@ class Renderer:
             raise TemplateError(f"template {name}.{language}.txt.j2 must start with 'Subject: '")
         html_path = f"{name}.{language}.html.j2"
         html = self._render(html_path, context) if (self.folder / html_path).is_file() else None
-        return Rendered(first.split(":", 1)[1].strip(), body.lstrip("\n"), html)
+        return Rendered(_short(first.split(":", 1)[1].strip()), body.lstrip("\n"), html)
 
     def _render(self, path: str, context: dict[str, Any]) -> str:
         template = self._template(path)
@@ -139,8 +151,14 @@ _UTF8_QP.body_encoding = QP
 _CRLF = compat32.clone(linesep="\r\n")
 
 
+def _short(value: str) -> str:
+    """One line of at most ``SUBJECT_LIMIT`` characters: no line break, no control character."""
+    value = " ".join(_CONTROL.sub(" ", value).split())
+    return value if len(value) <= SUBJECT_LIMIT else value[: SUBJECT_LIMIT - 1].rstrip() + "…"
+
+
 def _header(name: str, value: str) -> str:
-    value = " ".join(value.split())  # no line break can come from a template or a subject
+    value = _short(value)
     return value if value.isascii() else Header(value, "utf-8", header_name=name).encode()
 
 

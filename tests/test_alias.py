@@ -438,3 +438,24 @@ def test_a_planning_event_changed_by_mail_keeps_the_change_after_a_restart(staff
     db = sqlite3.connect(p.config.database)
     assert db.execute("select place, source from events").fetchone() == ("DINUM, salle 3", "mail")
     assert len([m for m in p.inbox(p.defis["alpha"][0]) if "Modifié" in str(m["Subject"])]) == 1
+
+
+def test_refused_commands_get_at_most_one_staff_notice_per_sender_and_day(staffed):
+    p = staffed()
+    forger = p.staff[0]
+    fake = [f"{MX}; dkim=fail header.d={forger.split('@')[1]}; spf=fail"]
+    for n in range(3):
+        command(p, forger, "annonce", f"Fausse annonce {n}", results=fake)
+    settle(p, 3, "2026-11-27T10:00:00+01:00")
+    command(p, forger, "annonce", "Encore une", results=fake)
+    settle(p, 4, "2026-11-27T11:00:00+01:00")
+    refused = [m for m in p.inbox(p.staff[1]) if "Commande refusée" in str(m["Subject"])]
+    assert len(refused) == 1  # not four
+    command(p, forger, "annonce", "Le lendemain", results=fake)
+    settle(p, 5, "2026-11-28T10:00:00+01:00")
+    refused = [m for m in p.inbox(p.staff[1]) if "Commande refusée" in str(m["Subject"])]
+    assert len(refused) == 2
+    # The two after the first notice on the first day, and the one of 11:00.
+    assert "Et 3 autres commandes refusées" in text_of(refused[1])
+    db = sqlite3.connect(p.config.database)
+    assert db.execute("select count(*) from commands where status = 'refused'").fetchone()[0] == 5
