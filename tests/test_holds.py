@@ -252,3 +252,13 @@ def test_human_mail_nobody_else_reads_is_listed_to_the_staff_once(programme, new
     assert status.count("to read:") == 3 and "not listed" not in status
     p.tick("2026-12-01T09:30:00+01:00")
     assert len([m for m in p.inbox(p.staff[0]) if "en attente" in str(m["Subject"])]) == 1
+
+
+def test_the_digest_closes_with_words_that_fit_the_day_it_is_sent(programme):
+    p = programme({"alpha": 1})
+    for day in ("2026-12-18", "2026-12-24"):  # a Friday; the Thursday before Christmas
+        for time in ("09:00", "12:00", "14:00", "15:00"):
+            p.tick(at(time, day))
+    friday, thursday = (text_of(m) for m in p.inbox(p.config.addresses.cohort))
+    assert "Bon week-end" in friday
+    assert "Bon week-end" not in thursday and "Bonne fin de semaine" in thursday
