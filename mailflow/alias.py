@@ -40,7 +40,7 @@ from .commands import (
 from .config import Config
 from .outbox import Outgoing, iso
 from .parse import ParsedMessage
-from .render import Renderer, build_message
+from .render import Renderer, build_message, rewrap
 from .roster import defi_respondent, defis_of, is_staff, stored_roster
 from .workflow import Workflow
 
@@ -93,7 +93,9 @@ class Desk:
         if token is not None and (not to_alias or token.recipient[:2] in ("d-", "s-")):
             return None  # an answer to a workflow mail, alias in copy or not: the workflow's
         command = parse_command(parsed.subject, parsed.text, self.vocabulary)
-        if command is not None and to_alias:
+        if command is not None and to_alias and is_staff(db, sender):
+            # Only a staff address can give a command (which its authentication must then
+            # confirm): anyone else writing a keyword to the alias is asking for help.
             return self._command(db, message, parsed, command, sender, now)
 
         def settle(ids: list[int]) -> Callable[[sqlite_utils.Database], list[Outgoing]]:
@@ -148,8 +150,6 @@ class Desk:
         refusal: tuple[str, str] | None
         if len(parsed.senders) != 1:
             refusal = ("several_senders", f"From names {len(parsed.senders)} addresses")
-        elif not is_staff(db, sender):
-            refusal = ("not_staff", f"{sender} is not on the staff list")
         else:
             verdict = authresults.check(
                 parsed.authentication_results, sender, self.config.security.trusted_authserv_ids
@@ -161,8 +161,6 @@ class Desk:
 
             def refuse(d: sqlite_utils.Database) -> list[Outgoing]:
                 self._log(d, message, sender, command, "refused", f"{code}: {detail}", now)
-                if code == "not_staff":
-                    self._help(d, message, parsed, sender, now)  # perhaps a real question
                 earlier = self._unnotified(d, message, sender, now)
                 if earlier is None:
                     return []  # the staff were told about this sender today: counted later
@@ -244,30 +242,26 @@ class Desk:
         to: list[str],
         rendered: Any,
         now: dt.datetime,
+        original: bytes | None = None,
     ) -> Outgoing:
+        """A mail from the desk; with ``original``, that sent mail again under the rendered
+        subject (its body and Reply-To unchanged: a resend is what was sent)."""
         token = tokens.Token(workflow, occurrence, step, "staff")
         message_id = tokens.message_id(self.secret, token, self.config.addresses.message_id_domain)
-        raw = build_message(
-            rendered,
-            sender=self.config.addresses.sender,
-            sender_name=self.config.addresses.sender_name,
-            to=to,
-            reply_to=self.config.addresses.alias,
-            message_id=message_id,
-            date=now.astimezone(self.config.timezone),
-        )
+        date = now.astimezone(self.config.timezone)
+        if original is not None:
+            subject = rendered.subject
+            raw = rewrap(original, subject=subject, to=to, message_id=message_id, date=date)
+        else:
+            raw = build_message(
+                rendered, sender=self.config.addresses.sender,
+                sender_name=self.config.addresses.sender_name, to=to,
+                reply_to=self.config.addresses.alias, message_id=message_id, date=date,
+            )  # fmt: skip
         return Outgoing(
-            key,
-            workflow,
-            occurrence,
-            step,
-            "staff",
-            tuple(to),
-            self.config.addresses.sender,
-            message_id,
-            rendered.subject,
-            raw,
-        )
+            key, workflow, occurrence, step, "staff", tuple(to), self.config.addresses.sender,
+            message_id, rendered.subject, raw,
+        )  # fmt: skip
 
     def _reply_mail(
         self, message: int, parsed: ParsedMessage, outcome: Outcome, now: dt.datetime

@@ -2,14 +2,16 @@
 
 A human reply is attributed by the token in its In-Reply-To/References (the request it
 answers and its respondent: a défi, or a staff member for workflows that ask the staff),
-else by its sender being a member of exactly one défi, or staff (the latest request that
-respondent received). A reply from an address that is not a member of the défi it
-answers is kept and flagged for the staff, not counted. An answer arriving after the
-occurrence's digest is kept as late, for the next digest. Bounces flag the address that
-failed, and a hard one (DSN status 5.x.x, for an address mailflow delivered to) suppresses
-it; a delay notice (4.x.x) is recorded only. Auto-replies are recorded and never
-answered. Unknown senders are recorded, never attributed by guess. Each message is
-handled once (the ``inbound`` table).
+else by its sender being a member of exactly one défi (the latest request that défi
+received). A staff member's mail counts only by token: staff write to the shared mailbox
+for many reasons, and a plain mail must not stop the reminder of someone who never
+answered. A reply from an address that is not a member of the défi it answers is kept
+and flagged for the staff, not counted. An answer arriving after the occurrence's digest
+is kept as late, for the next digest. Bounces flag the address that failed, and a hard
+one (DSN status 5.x.x, for an address mailflow delivered to) suppresses it; a delay
+notice (4.x.x) is recorded only. Auto-replies are recorded and never answered. Unknown
+senders are recorded, never attributed by guess. Each message is handled once (the
+``inbound`` table).
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from .roster import (
     defis_of,
     is_staff,
     respondent_addresses,
-    staff_respondent,
 )
 from .steps import Answer
 
@@ -175,13 +176,15 @@ def judge(
         detail = f"member of {', '.join(defis)}: not attributed"
         return Verdict("answer", "ambiguous", via="membership", flag=(sender, "ambiguous", detail))
     staff = sender != "" and is_staff(db, sender)
-    respondent = defi_respondent(defis[0]) if defis else staff_respondent(sender) if staff else None
-    if respondent is None:
-        return Verdict("unknown_sender", "recorded")
+    if not defis:
+        # A staff member's mail is their answer only when it replies to the request (by its
+        # token, above): staff write to the shared mailbox for many other reasons.
+        return Verdict("staff", "recorded") if staff else Verdict("unknown_sender", "recorded")
+    respondent = defi_respondent(defis[0])
     found = _latest_request(db, collecting, respondent)
     if found:
         return _answer(db, found[0], found[1], respondent, sender, parsed, "membership")
-    return Verdict("staff" if staff else "reply", "recorded", respondent=respondent)
+    return Verdict("reply", "recorded", respondent=respondent)
 
 
 def _bounce(db: sqlite_utils.Database, parsed: ParsedMessage) -> Verdict:

@@ -306,9 +306,16 @@ def digest(
     if step_id is None or step_id not in digests:
         hint = f"{workflow.name} has no digest step {step_id!r}"
         raise click.BadParameter(hint, param_hint="--step")
-    rendered = reports.preview(
-        engine, workflow, _occurrence(engine, workflow, week), step_id, language
-    )
+    occurrence = _occurrence(engine, workflow, week)
+    shown = reports.preview(engine, workflow, occurrence, step_id, language)
+    rendered = shown.rendered
+    if shown.sent_at is not None:
+        click.echo(f"(sent {dates.moment(shown.sent_at, engine.config.language)}: as it went out)")
+    elif not shown.asked:
+        click.echo(f"(not sent: the request of {occurrence} never went out, so this digest "
+                   "will not go either; shown as it would read now)")  # fmt: skip
+    else:
+        click.echo("(not sent yet: as it would read now)")
     if html_file:
         Path(html_file).write_text(rendered.html or "")
         click.echo(f"wrote {html_file}")

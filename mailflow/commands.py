@@ -12,12 +12,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import sqlite_utils
 
 from .config import Config
-from .digest import digest_context
 from .events import AUDIENCES, KINDS, Event, get_event, save_event
 from .occurrences import nominal_day, occurrence_day, occurrence_id
 from .outbox import Outgoing, iso
@@ -25,7 +24,7 @@ from .parse import ParsedMessage
 from .render import Rendered, Renderer
 from .roster import respondent_info, stored_roster
 from .sections import normalize
-from .steps import Occurrence, answered, base_context, recipients
+from .steps import Occurrence, answered, recipients
 from .suppression import lift
 from .tomltable import Table
 from .workflow import Workflow
@@ -92,11 +91,13 @@ class Command:
 def parse_command(subject: str, text: str, vocabulary: Vocabulary) -> Command | None:
     """The command a message carries, None when its subject names none.
 
-    The subject must be a keyword and nothing else (but punctuation), or a keyword then a
-    colon: "Aide pour notre mise en production" is a request for help, not the command.
+    The subject must be a keyword and nothing else: case, accents, a ``mailflow:`` prefix
+    and final punctuation (a colon too) do not matter. Anything after the keyword makes it
+    an ordinary message: "Aide : accès à la plateforme" and "Aide pour notre mise en
+    production" are requests for help, not the ``help`` command.
     """
     head = normalize(_SUBJECT_PREFIX.sub("", subject))
-    head = re.sub(r"[\s?!.]+$", "", head.split(":", 1)[0]).strip()
+    head = re.sub(r"[\s?!.:;,]+$", "", head).strip()
     verb = next((v for v, words in vocabulary.verbs.items() if head in words), None)
     if verb is None:
         return None
@@ -201,7 +202,34 @@ class Done:
     mails: tuple[Outgoing, ...] = ()
 
 
-MailFactory = Callable[[str, str, str, str, list[str], Rendered, dt.datetime], Outgoing]
+class MailFactory(Protocol):
+    def __call__(
+        self, key: str, workflow: str, occurrence: str, step: str, to: list[str],
+        rendered: Rendered, now: dt.datetime, original: bytes | None = None, /,
+    ) -> Outgoing: ...  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SentDigest:
+    occurrence: str
+    subject: str
+    sent_at: dt.datetime
+    raw: bytes
+
+
+def sent_digest(
+    db: sqlite_utils.Database, workflow: str, step: str, occurrence: str | None
+) -> SentDigest | None:
+    """The digest mail of a step as it went out: that occurrence's, or the last one sent."""
+    where, params = ("and occurrence = ?", [occurrence]) if occurrence else ("", [])
+    row = db.execute(
+        "select occurrence, subject, sent_at, raw from outbox where workflow = ? and step = ?"
+        f" and status = 'sent' {where} order by sent_at desc, id desc limit 1",
+        [workflow, step, *params],
+    ).fetchone()
+    if row is None:
+        return None
+    return SentDigest(row[0], row[1], dt.datetime.fromisoformat(row[2]), row[3])
 
 
 class Executor:
@@ -389,39 +417,43 @@ class Executor:
         return Done("listed", data)
 
     def _do_resend(self, r: Request) -> Done:
-        db, command, message, sender, now = r.db, r.command, r.message, r.sender, r.now
+        """The digest as it went out (the last one, or that week's), sent again as it was.
+
+        A snapshot, not a rebuild: what was announced or answered after it went out stays
+        for the next digest. A week whose digest has not gone out is refused.
+        """
+        db, command, message, now = r.db, r.command, r.message, r.now
         workflow = self._main_workflow(command)
-        occurrence = self._occurrence(workflow, command, now)
         step = next((s for s in workflow.steps if s.action == "digest"), None)
         if step is None:
             raise CommandError("no_digest", workflow=workflow.name)
+        to = self._resend_to(command, r.sender)
+        week = self._occurrence(workflow, command, now) if command.get("week") else None
+        sent = sent_digest(db, workflow.name, step.id, week)
+        if sent is None:
+            last = sent_digest(db, workflow.name, step.id, None)
+            code = "not_sent" if week else "none_sent"
+            raise CommandError(code, week=week or "", last=last.occurrence if last else "")
+        context = {"original": {"subject": sent.subject, "sent_at": sent.sent_at}}
+        rendered = self.renderer.render("commands/resend", self.config.language, context)
+        key = f"{workflow.name}:{sent.occurrence}:resend{message}:{to}"
+        mail = self._mail(
+            key, workflow.name, sent.occurrence, f"resend{message}", [to], rendered, now,
+            sent.raw,
+        )  # fmt: skip
+        sent_at = sent.sent_at.astimezone(self.config.timezone)
+        data = {"workflow": workflow.title, "week": sent.occurrence, "to": to, "sent_at": sent_at}
+        return Done("resent", data, (mail,))
+
+    def _resend_to(self, command: Command, sender: str) -> str:
         target = command.get("recipient")
         if not target:
-            to = sender
-        elif self.vocabulary.value(target, ("cohort",)):
-            to = self.config.addresses.cohort
-        elif "@" in target:
-            to = target.strip("<> ").lower()
-        else:
-            raise CommandError("bad_value", key="recipient", value=target, choices="promo, address")
-        day = occurrence_day(workflow.schedule, occurrence) or nominal_day(
-            workflow.schedule, occurrence
-        )
-        occ = Occurrence(workflow, occurrence, day)
-        context = base_context(self.config, occ, now, now, False)
-        context |= digest_context(db, workflow, occurrence, day, self.config.timezone)
-        context |= {
-            "language": self.config.language,
-            "recipient": "resend",
-            "who": None,
-            "defi": None,
-            "name": "",
-            "step": step.id,
-        }
-        rendered = self.renderer.render(step.template, self.config.language, context)
-        key = f"{workflow.name}:{occurrence}:resend{message}:{to}"
-        mail = self._mail(key, workflow.name, occurrence, f"resend{message}", [to], rendered, now)
-        return Done("resent", {"workflow": workflow.title, "week": occurrence, "to": to}, (mail,))
+            return sender
+        if self.vocabulary.value(target, ("cohort",)):
+            return self.config.addresses.cohort
+        if "@" in target:
+            return target.strip("<> ").lower()
+        raise CommandError("bad_value", key="recipient", value=target, choices="promo, address")
 
     def _do_handled(self, r: Request) -> Done:
         db, command, parsed, sender, now = r.db, r.command, r.parsed, r.sender, r.now

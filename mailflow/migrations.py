@@ -333,10 +333,16 @@ def _holds(db: sqlite_utils.Database) -> None:
     )
 
 
+def _notes(db: sqlite_utils.Database) -> None:
+    """Which stand-up notes showed each answer: every answer is in exactly one."""
+    _script(db, "alter table inbound add column noted_at text;")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_mailbox", _mailbox),
     ("0002_workflows", _workflows),
     ("0003_events_and_alias", _events_and_alias),
     ("0004_delivery", _delivery),
     ("0005_holds", _holds),
+    ("0006_notes", _notes),
 ]

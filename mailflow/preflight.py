@@ -314,6 +314,24 @@ def _failures(
         db.execute("update outbox set reported_at = null")
 
 
+def _sent_digests(db: sqlite_utils.Database, workflows: list[Workflow], now: dt.datetime) -> None:
+    """A digest that went out for each collecting workflow, for the resend command."""
+    raw = b"From: s@sample.test\r\nSubject: sample\r\nMessage-ID: <d@sample.test>\r\n\r\nsample\r\n"
+    for workflow in workflows:
+        step = next((s for s in workflow.steps if s.action == "digest"), None)
+        if workflow.collect is None or step is None:
+            continue
+        mail = outbox.Outgoing(
+            f"sample:digest:{workflow.name}", workflow.name, SAMPLE, step.id, "cohort",
+            (f"cohort@{SAMPLE}.test",), SAMPLE, f"<digest.{workflow.name}@{SAMPLE}>", SAMPLE, raw,
+        )  # fmt: skip
+        outbox.queue(db, mail, now)
+        db.execute(
+            "update outbox set status = 'sent', sent_at = ? where key = ?",
+            [outbox.iso(now), mail.key],
+        )
+
+
 _COMMANDS = [
     ("help", {}, ""),
     ("missing", {}, ""),
@@ -348,6 +366,7 @@ def _commands(
     from .alias import Desk
 
     desk = Desk(config, renderer, engine.secret, lambda: workflows, engine.desk.vocabulary)
+    _sent_digests(db, workflows, now)
     parsed = ParsedMessage(f"<{SAMPLE}@{SAMPLE}.test>", STAFF, "Sam Sample", SAMPLE, None)
     executor = Executor(config, renderer, lambda: workflows, desk.vocabulary, desk._mail)
     for verb, arguments, text in _COMMANDS:
@@ -355,4 +374,4 @@ def _commands(
         outcome = executor.execute(Request(db, command, message, parsed, parsed.from_address
                                            or "", now))  # fmt: skip
         desk._reply_mail(message, parsed, outcome, now)
-    desk._refusal_mail(db, message, parsed, Command("help"), "not_staff", SAMPLE, now, 2)
+    desk._refusal_mail(db, message, parsed, Command("help"), "fail", SAMPLE, now, 2)

@@ -9,6 +9,7 @@ as a variable: mail content is never evaluated as template code.
 from __future__ import annotations
 
 import datetime as dt
+import email
 import email.utils
 import re
 from dataclasses import dataclass
@@ -208,6 +209,19 @@ def build_message(
     msg["X-Auto-Response-Suppress"] = "All"
     for name, value in headers:
         msg[name] = _header(name, value)
+    return msg.as_bytes(policy=_CRLF)
+
+
+def rewrap(raw: bytes, *, subject: str, to: list[str], message_id: str, date: dt.datetime) -> bytes:
+    """A message already sent, sent again: the same body, From and Reply-To, new To,
+    Subject, Date and Message-ID (a new mail, which clients do not take for a duplicate)."""
+    msg = email.message_from_bytes(raw)
+    for name in ("To", "Cc", "Subject", "Date", "Message-ID"):
+        del msg[name]
+    msg["To"] = ", ".join(to)
+    msg["Subject"] = _header("Subject", subject)
+    msg["Date"] = email.utils.format_datetime(date)
+    msg["Message-ID"] = message_id
     return msg.as_bytes(policy=_CRLF)
 
 

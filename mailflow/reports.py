@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import email
+import email.policy
 import io
 import json
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import outbox
+from .commands import sent_digest
 from .digest import asked, digest_context
 from .engine import Engine
 from .occurrences import due_at, nominal_day, occurrence_day, occurrence_id
@@ -166,11 +169,27 @@ def _suppressed(
     return [(found[a], who[a]) for a in sorted(who) if a in found]
 
 
+@dataclass(frozen=True)
+class Preview:
+    """A digest as it went out (``sent_at``), or as it would go out now, with what to know."""
+
+    rendered: Rendered
+    sent_at: dt.datetime | None = None
+    asked: bool = True  # whether the occurrence's request went out
+
+
 def preview(
     engine: Engine, workflow: Workflow, occurrence: str, step_id: str, language: str | None = None
-) -> Rendered:
-    """The mail a digest step would send now, rendered and not queued."""
+) -> Preview:
+    """The mail of a digest step: the one sent, if it went out; else rendered now, not queued.
+
+    A digest that went out is shown as it was sent, not rebuilt: an announcement or a late
+    answer that came after it belongs to the next one.
+    """
     step = workflow.step(step_id)
+    sent = sent_digest(engine.db, workflow.name, step.id, occurrence)
+    if sent is not None:
+        return Preview(_as_sent(sent.raw), sent.sent_at.astimezone(engine.config.timezone))
     day = occurrence_day(workflow.schedule, occurrence) or nominal_day(
         workflow.schedule, occurrence
     )
@@ -184,7 +203,27 @@ def preview(
         "language": language or engine.config.language, "recipient": step.to, "who": None,
         "defi": None,
     }  # fmt: skip
-    return engine.renderer.render(step.template, language or engine.config.language, context)
+    rendered = engine.renderer.render(step.template, language or engine.config.language, context)
+    opening = workflow.opening
+    asked = (
+        opening is None
+        or engine.db.execute(
+            "select 1 from runs where workflow = ? and occurrence = ? and step = ?"
+            " and status != 'skipped'",
+            [workflow.name, occurrence, opening.id],
+        ).fetchone()
+        is not None
+    )
+    return Preview(rendered, None, asked)
+
+
+def _as_sent(raw: bytes) -> Rendered:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    parts = {}
+    for kind in ("plain", "html"):
+        part = message.get_body((kind,))
+        parts[kind] = part.get_content() if part is not None else None
+    return Rendered(str(message["Subject"] or ""), parts["plain"] or "", parts["html"])
 
 
 def export_answers(engine: Engine, fmt: str, workflow: Workflow | None = None) -> str:

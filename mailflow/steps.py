@@ -19,7 +19,7 @@ import sqlite_utils
 from . import digest, invitation, notices, outbox, tokens
 from .config import Config
 from .db import transaction
-from .events import Event, stored_events
+from .events import Event
 from .occurrences import due_at, nominal_day, occurrence_day
 from .outbox import Outgoing, iso
 from .render import Attachment, Renderer, build_message
@@ -303,38 +303,42 @@ def _personal(
         )  # fmt: skip
         return {}, invitation.attachments(ics, method)
     if step.action == "notes" and occ.event is not None and recipient.defi is not None:
-        return {"notes": standup_notes(db, config, occ, step.source, recipient.id)}, ()
+        return {"notes": standup_notes(db, config, step.source, recipient.id, now)}, ()
     return {}, ()
 
 
 def standup_notes(
-    db: sqlite_utils.Database, config: Config, occ: Occurrence, source: str, respondent: str
+    db: sqlite_utils.Database, config: Config, source: str, respondent: str, now: dt.datetime
 ) -> list[dict[str, Any]]:
-    """A défi's answers to ``source`` since the previous session of the same kinds."""
-    assert occ.event is not None
-    kinds = occ.workflow.schedule.kinds or (occ.event.kind,)
-    marks = ",".join("?" * len(kinds))
-    previous = stored_events(
-        db, f"status = 'confirmed' and kind in ({marks}) and starts < ?",
-        [*kinds, occ.event.starts.astimezone(dt.UTC).isoformat()],
-    )  # fmt: skip
-    since = previous[-1].starts if previous else None
+    """A défi's answers to ``source`` shown in no stand-up notes yet, up to ``now``.
+
+    Every answer is in exactly one set of notes, whenever it came: one that arrives after
+    the notes of a session, before the session itself, is in the next session's.
+    """
     latest: dict[str, dict[str, Any]] = {}
-    for occurrence, received_at, data in db.execute(
-        "select occurrence, received_at, data from inbound where kind = 'answer'"
-        " and status in ('counted', 'late') and workflow = ? and respondent = ?"
-        " order by received_at, message",
-        [source, respondent],
-    ):
-        answered = dt.datetime.fromisoformat(received_at)
-        if (since is None or answered > since) and answered <= occ.event.starts:
-            local = answered.astimezone(config.timezone)
-            latest[occurrence] = {
-                "occurrence": occurrence,
-                "received_at": local,
-                **json.loads(data),
-            }
+    for message, occurrence, received_at, data, _ in _unnoted(db, source, now, respondent):
+        local = dt.datetime.fromisoformat(received_at).astimezone(config.timezone)
+        latest[occurrence] = {
+            "occurrence": occurrence, "received_at": local, "message": message,
+            **json.loads(data),
+        }  # fmt: skip
     return [latest[k] for k in sorted(latest)]
+
+
+def _unnoted(
+    db: sqlite_utils.Database, source: str, now: dt.datetime, respondent: str | None = None
+) -> list[tuple[int, str, str, str, str]]:
+    """(message, occurrence, received_at, data, respondent) of answers to ``source`` in no
+    stand-up notes yet."""
+    who, params = ("and respondent = ?", [respondent]) if respondent else ("", [])
+    rows = db.execute(
+        "select message, occurrence, received_at, data, respondent from inbound"
+        " where kind = 'answer'"
+        " and status in ('counted', 'late') and workflow = ? and noted_at is null"
+        f" and received_at <= ? {who} order by received_at, message",
+        [source, iso(now), *params],
+    )
+    return [tuple(r) for r in rows]
 
 
 def help_context(
@@ -352,7 +356,9 @@ def help_context(
         who = respondent_info(roster, respondent)["name"] if respondent else ""
         pending.append({
             "sender": sender, "who": who, "subject": subject, "received_at": received,
-            "days": (now - received).days,
+            # Calendar days, as people count them: a request of Tuesday 10:00 read on
+            # Friday 09:30 is three days old, not the 71 hours' two.
+            "days": (now.astimezone(config.timezone).date() - received.date()).days,
         })  # fmt: skip
     return {"help_requests": pending, "to_read": to_read(db, config)}
 
@@ -389,6 +395,16 @@ def to_read(
             "reason": details.get("unreadable") or details.get("error") or "",
         })  # fmt: skip
     return found
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A step's rendered mails, and what sending them shows for the first and last time."""
+
+    mails: list[Outgoing]
+    to_staff: bool = False
+    listed: tuple[int, ...] = ()  # messages now listed to the staff for a person to read
+    noted: tuple[int, ...] = ()  # answers now in stand-up notes
 
 
 class Skip(StrEnum):
@@ -439,17 +455,16 @@ def run_step(
     prepared = step_mails(db, config, renderer, secret, occ, step, due, now, late)
     if isinstance(prepared, str):
         return _record(db, occ, step, due, now, "skipped", prepared, [], reason=Skip.EMPTY)
-    mails, to_staff, listed = prepared
     status, note = ("late", f"due at {iso(due)}, sent late") if late else ("done", "")
-    return _record(db, occ, step, due, now, status, note, mails, to_staff, listed=listed)
+    return _record(db, occ, step, due, now, status, note, prepared.mails, prepared.to_staff,
+                   listed=prepared.listed, noted=prepared.noted)  # fmt: skip
 
 
 def step_mails(
     db: sqlite_utils.Database, config: Config, renderer: Renderer, secret: str,
     occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime, late: bool,
-) -> tuple[list[Outgoing], bool, tuple[int, ...]] | str:  # fmt: skip
-    """The rendered mails of a step, whether they go to the staff and the messages they list
-    for a person to read, or why there are none.
+) -> Prepared | str:  # fmt: skip
+    """The rendered mails of a step, or why there are none.
 
     Raises ``TemplateError`` before anything is queued. The preflight check renders
     every step through this same function, on a scratch database.
@@ -465,8 +480,12 @@ def step_mails(
         if not context["help_requests"] and not context["to_read"]:
             return "no help request waiting, no mail to read"
     mails = build_mails(db, config, renderer, secret, occ, step, audience, context, now)
+    if step.action == "notes":
+        asked = {m.recipient for m in mails}
+        noted = tuple(r[0] for r in _unnoted(db, step.source, now) if r[4] in asked)
+        return Prepared(mails, noted=noted)
     listed = tuple(m["message"] for m in context.get("to_read", ()))
-    return mails, audience == "staff", listed
+    return Prepared(mails, audience == "staff", listed=listed)
 
 
 def give_up(
@@ -549,6 +568,7 @@ def _record(
     reason: Skip | None = None,
     detail: str = "",
     listed: tuple[int, ...] = (),
+    noted: tuple[int, ...] = (),
 ) -> StepRun:
     queued = 0
     with transaction(db):
@@ -557,11 +577,13 @@ def _record(
             notices.record(db, _notice(notices.Kind.SKIPPED, occ, step, str(reason), detail), now)
         for mail in mails:
             queued += outbox.queue(db, mail, now)
-        if listed and status != "skipped":
-            marks = ",".join("?" * len(listed))
-            db.execute(
-                f"update inbound set listed_at = ? where message in ({marks})", [iso(now), *listed]
-            )
+        for column, messages in (("listed_at", listed), ("noted_at", noted)):
+            marks = ",".join("?" * len(messages))
+            if messages and status != "skipped":
+                db.execute(
+                    f"update inbound set {column} = ? where message in ({marks})",
+                    [iso(now), *messages],
+                )
         if step.action == "digest" and status != "skipped":
             digest.mark_shown(db, occ.workflow.name, occ.id, to_staff)
             if to_staff:

@@ -179,7 +179,7 @@ def test_resend_digest_command(staffed):
     command(p, p.staff[0], "Renvoyer récapitulatif", "semaine : 2026-W48")
     settle(p, 1, "2026-11-30T10:00:00+01:00")
     subjects = [str(m["Subject"]) for m in p.inbox(p.staff[0])]
-    assert "Les nouvelles des défis, semaine 48" in subjects
+    assert "Renvoi : Les nouvelles des défis, semaine 48" in subjects  # marked as a resend
     assert "renvoyé à " + p.staff[0] in text_of(replies(p, p.staff[0])[0])
     command(p, p.staff[0], "Renvoyer le récapitulatif", "semaine: 2026-W48\ndestinataire: promo")
     settle(p, 2, "2026-11-30T11:00:00+01:00")
@@ -204,7 +204,6 @@ def test_a_wrong_argument_gets_a_clear_error_and_changes_nothing(staffed):
 @pytest.mark.parametrize(
     ("who", "results", "reason"),
     [
-        ("member", "pass", "l'expéditeur n'est pas dans l'équipe"),
         ("staff", None, "ne porte pas de résultat d'authentification"),
         ("staff", "fail", "ni DKIM ni SPF"),
         ("staff", "untrusted", "ne viennent pas d'un serveur de confiance"),
@@ -371,9 +370,9 @@ def test_a_staff_address_hidden_in_an_encoded_display_name_is_not_staff(staffed)
     p.swaks(raw, "attacker@evil.test")
     settle(p, 1, "2026-11-26T10:00:00+01:00")
     db = sqlite3.connect(p.config.database)
-    assert db.execute("select sender, status from commands").fetchall() == [
-        ("attacker@evil.test", "refused")
-    ]
+    # Not staff: no command at all, only a message to the alias for the staff to read.
+    assert db.execute("select count(*) from commands").fetchone() == (0,)
+    assert db.execute("select sender from help_requests").fetchall() == [("attacker@evil.test",)]
     assert db.execute("select count(*) from announcements").fetchone() == (0,)
 
 

@@ -155,7 +155,7 @@ def test_the_digest_lists_the_key_dates_of_the_coming_weeks(programme, tmp_path)
     assert "jeudi 10 décembre : Session collective de décembre (Tiers-lieu" in dates
 
 
-def test_standup_notes_hold_exactly_that_défis_answers_since_the_last_session(programme, tmp_path):
+def test_standup_notes_hold_exactly_that_défis_answers_not_in_earlier_notes(programme, tmp_path):
     planning = tmp_path / "planning.toml"
     planning.write_text(
         PLANNING.replace("session-2026-12", "session-2026-11").replace("2026-12-10", "2026-11-19")
@@ -184,12 +184,15 @@ def test_standup_notes_hold_exactly_that_défis_answers_since_the_last_session(p
 
     count_answers = [0]
     answer_week("2026-11-13", "alpha avant la session de novembre", "beta semaine 46")
+    p.tick("2026-11-17T09:30:00+01:00")  # the notes of the 19 November session
+    [november] = [m for m in p.inbox(a0) if "stand-up" in str(m["Subject"])]
+    assert "avant la session de novembre" in text_of(november)
     answer_week("2026-11-20", "alpha semaine 47", "beta semaine 47")
     answer_week("2026-11-27", "alpha semaine 48", "beta semaine 48")
     answer_week("2026-12-04", "alpha semaine 49", "beta semaine 49")
     # Two working days before the 10 December session, at 9:30.
     p.tick("2026-12-08T09:30:00+01:00")
-    notes = [m for m in p.inbox(a0) if "stand-up" in str(m["Subject"])]
+    notes = [m for m in p.inbox(a0) if "stand-up" in str(m["Subject"])][1:]
     assert len(notes) == 1
     assert notes[0]["Date"].datetime == dt.datetime(2026, 12, 8, 9, 30, tzinfo=PARIS)
     text = text_of(notes[0])
