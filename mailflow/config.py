@@ -15,7 +15,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .errors import ConfigError
-from .tomltable import Table
+from .tomltable import ADDRESS, VARIABLE, Table
 
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
 SECURITY_MODES = ("tls", "starttls", "none")
@@ -223,7 +223,7 @@ def _ca_file(t: Table, resolve: Callable[[str], Path]) -> Path | None:
 
 def _imap(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> ImapConfig:
     security = t.string("security", "tls", choices=SECURITY_MODES)
-    password_env = t.string("password_env", "MAILFLOW_IMAP_PASSWORD", pattern=r"[A-Za-z_]\w*")
+    password_env = t.string("password_env", "MAILFLOW_IMAP_PASSWORD", pattern=VARIABLE)
     folders = t.strings("folders", ("INBOX",))
     if not folders:
         t.fail("folders", "at least one folder name")
@@ -248,7 +248,7 @@ def _imap(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> I
 def _smtp(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> SmtpConfig:
     security = t.string("security", "starttls", choices=SECURITY_MODES)
     default_port = {"tls": 465, "starttls": 587, "none": 25}[security]
-    password_env = t.string("password_env", "MAILFLOW_SMTP_PASSWORD", pattern=r"[A-Za-z_]\w*")
+    password_env = t.string("password_env", "MAILFLOW_SMTP_PASSWORD", pattern=VARIABLE)
     config = SmtpConfig(
         host=t.string("host"),
         port=t.integer("port", default_port, min=1, max=65535),
@@ -263,17 +263,14 @@ def _smtp(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> S
     return config
 
 
-_ADDRESS = r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+"
-
-
 def _addresses(t: Table) -> Addresses:
-    sender = t.string("from", pattern=_ADDRESS)
+    sender = t.string("from", pattern=ADDRESS)
     config = Addresses(
         sender=sender,
         sender_name=t.string("from_name", ""),
-        reply_to=t.string("reply_to", sender, pattern=_ADDRESS),
-        alias=t.string("alias", pattern=_ADDRESS),
-        cohort=t.string("cohort", pattern=_ADDRESS),
+        reply_to=t.string("reply_to", sender, pattern=ADDRESS),
+        alias=t.string("alias", pattern=ADDRESS),
+        cohort=t.string("cohort", pattern=ADDRESS),
         message_id_domain=t.string("message_id_domain", sender.rsplit("@", 1)[1]),
     )
     t.done()
@@ -281,7 +278,7 @@ def _addresses(t: Table) -> Addresses:
 
 
 def _security(t: Table, env: Mapping[str, str]) -> Security:
-    secret_env = t.string("secret_env", "MAILFLOW_SECRET", pattern=r"[A-Za-z_]\w*")
+    secret_env = t.string("secret_env", "MAILFLOW_SECRET", pattern=VARIABLE)
     config = Security(
         secret_env=secret_env,
         secret=env.get(secret_env) or None,

@@ -37,7 +37,7 @@ import sqlite_utils
 
 from .db import now_utc, transaction
 from .errors import ConfigError, MailflowError
-from .tomltable import Table
+from .tomltable import ID, Table
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,8 @@ def load_planning(path: Path, tz: ZoneInfo, domain: str) -> list[Event]:
     root = Table.from_file(path)
     events = []
     for t in root.tables("event"):
-        event_id = t.string("id", pattern=r"[a-z0-9][a-z0-9-]*")
+        event_id = t.string("id", pattern=ID)
+        t.identify(event_id)
         starts, all_day = _moment(t, "start", tz)
         ends, _ = _moment(t, "end", tz, end=True) if t.has("end") else (starts, all_day)
         if ends < starts:

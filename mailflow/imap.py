@@ -13,6 +13,7 @@ from imapclient.exceptions import IMAPClientError, LoginError
 
 from .config import ImapConfig, tls_context
 from .errors import MailServerError
+from .servers import explain
 
 # Everything a dropped connection, a restarting server or a refused login can raise.
 IMAP_ERRORS = (OSError, socket.timeout, ssl.SSLError, imaplib.IMAP4.error, IMAPClientError)
@@ -32,17 +33,20 @@ def connect(cfg: ImapConfig) -> IMAPClient:
             timeout=cfg.timeout,
         )
     except IMAP_ERRORS as e:
-        raise MailServerError(f"{where}: cannot connect ({e})") from e
+        raise MailServerError(f"{where}: {explain('IMAP', e, cfg.security, 'imap')}") from e
     try:
         if cfg.security == "starttls":
             client.starttls(context)
         client.login(cfg.username, password)
     except LoginError as e:
         _close(client)
-        raise MailServerError(f"{where}: login refused for {cfg.username} ({e})") from e
+        raise MailServerError(
+            f"{where}: login refused for {cfg.username} ({e}): check the password in "
+            f"${cfg.password_env}"
+        ) from e
     except IMAP_ERRORS as e:
         _close(client)
-        raise MailServerError(f"{where}: session failed before login ({e})") from e
+        raise MailServerError(f"{where}: {explain('IMAP', e, cfg.security, 'imap')}") from e
     return client
 
 

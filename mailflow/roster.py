@@ -40,9 +40,7 @@ import sqlite_utils
 
 from .db import transaction
 from .suppression import lift_unlisted
-from .tomltable import Table
-
-_ADDRESS = r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+"
+from .tomltable import ADDRESS, ID, Table
 
 
 @dataclass(frozen=True)
@@ -121,7 +119,7 @@ def _member(t: Table, key: str, value: str) -> Member:
 
 def _valid(address: str) -> bool:
     # ASCII only: an address SMTP cannot carry without SMTPUTF8 would fail at every send.
-    return address.isascii() and bool(re.fullmatch(_ADDRESS, address))
+    return address.isascii() and bool(re.fullmatch(ADDRESS.regex, address))
 
 
 def load_roster(path: Path) -> Roster:
@@ -130,7 +128,8 @@ def load_roster(path: Path) -> Roster:
     defis = []
     seen: set[str] = set()
     for t in root.tables("defi"):
-        defi_id = t.string("id", pattern=r"[a-z0-9][a-z0-9-]*")
+        defi_id = t.string("id", pattern=ID)
+        t.identify(defi_id)
         if defi_id in seen:
             t.fail("id", "an id used by no other défi", defi_id)
         seen.add(defi_id)

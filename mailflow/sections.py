@@ -12,7 +12,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 
-from .tomltable import Table
+from .tomltable import KEY, Table
 
 _PARENTHETICAL = re.compile(r"\s*[(\[][^)\]]*[)\]]\s*")
 _NUMBERING = re.compile(r"^(?:\(?\d{1,2}\s*[.)\-]|\(?[ivx]{1,4}[.)]|\(?[a-h][.)])\s+", re.I)
@@ -177,8 +177,9 @@ def spec_from_table(collect: Table) -> SectionSpec:
     headings = []
     keys: set[str] = set()
     for kind, name in (("section", "sections"), ("field", "fields")):
-        for t in collect.tables(name):
-            key = t.string("key", pattern=r"[a-z][a-z0-9_]*")
+        for t in collect.tables(name, label=f"collect.{kind}"):
+            key = t.string("key", pattern=KEY)
+            t.identify(key)
             if key in keys:
                 t.fail("key", "a key not used by another section or field", key)
             keys.add(key)

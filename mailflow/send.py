@@ -43,6 +43,7 @@ from . import outbox, suppression
 from .config import SmtpConfig, tls_context
 from .db import now_utc, transaction
 from .errors import MailServerError, SendError
+from .servers import explain
 
 log = logging.getLogger(__name__)
 
@@ -92,10 +93,13 @@ def connect(cfg: SmtpConfig) -> smtplib.SMTP:
             client.login(cfg.username, password or "")
     except smtplib.SMTPAuthenticationError as e:
         _close(client)
-        raise MailServerError(f"{where}: login refused for {cfg.username} ({e.smtp_code})") from e
+        raise MailServerError(
+            f"{where}: login refused for {cfg.username} ({e.smtp_code}): check the password "
+            f"in ${cfg.password_env}"
+        ) from e
     except (*_CONNECTION_ERRORS, smtplib.SMTPException) as e:
         _close(client)
-        raise MailServerError(f"{where}: cannot connect ({e})") from e
+        raise MailServerError(f"{where}: {explain('SMTP', e, cfg.security, 'smtp')}") from e
     return client
 
 

@@ -1,9 +1,10 @@
 """Typed reading of TOML tables, with errors that name the file, the key and the expectation.
 
 Every file mailflow loads (config, roster, workflows, planning) goes through ``Table``, so a
-wrong value always reads the same way: ``workflows/retro.toml: steps[2].at: expected a
-time HH:MM, got '25:00'``. Unknown keys are errors too, with a suggestion, because a typo
-in a key would otherwise silently fall back to a default.
+wrong value always reads the same way: ``workflows/retro.toml: step "reminder-1".at:
+expected a time HH:MM, got '25:00'``. Unknown keys are errors too, with a suggestion,
+because a typo in a key would otherwise silently fall back to a default; a missing key
+says which unknown key may be its misspelling.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import difflib
 import re
 import tomllib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +22,21 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import ConfigError
 
 _MISSING: Any = object()
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """A shape a string value must have, and how to say it to whoever wrote the file."""
+
+    regex: str
+    means: str
+
+
+ID = Pattern(r"[a-z0-9][a-z0-9-]*", "lower-case letters (no accent), digits and dashes")
+KEY = Pattern(r"[a-z][a-z0-9_]*", "lower-case letters (no accent), digits and underscores")
+VARIABLE = Pattern(r"[A-Za-z_]\w*", "an environment variable name such as MAILFLOW_SECRET")
+TEMPLATE = Pattern(r"[A-Za-z0-9_/-]+", "a template name such as retro/request")
+ADDRESS = Pattern(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", "an email address such as name@example.org")
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1024, "k": 1024, "mb": 1024**2, "m": 1024**2, "gb": 1024**3}
 _DURATION_UNITS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -101,13 +118,21 @@ class Table:
         self._seen.add(key)
         if key not in self.data:
             if default is _MISSING:
-                self.fail(key, "a value (the key is missing)")
+                self.fail(key, "a value (the key is missing" + self._misspelt(key) + ")")
             return default
         return self.data[key]
 
+    def _misspelt(self, key: str) -> str:
+        """'; is 'hots' a misspelling of it?' when an unread key is close to a missing one."""
+        unread = [k for k in self.data if k not in self._seen]
+        close = difflib.get_close_matches(key, unread, n=1, cutoff=0.6)
+        return f"; is {close[0]!r} a misspelling of it?" if close else ""
+
     def string(
-        self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] = (), pattern: str = ""
-    ) -> Any:
+        self, key: str, default: Any = _MISSING, *, choices: tuple[str, ...] = (),
+        pattern: Pattern | None = None, empty: bool = False,
+    ) -> Any:  # fmt: skip
+        """A string; with ``pattern``, of that shape (or "" when ``empty``)."""
         value = self.raw(key, default)
         if value is default and default is not _MISSING:
             return value
@@ -115,8 +140,8 @@ class Table:
             self.fail(key, "a string", value)
         if choices and value not in choices:
             self.fail(key, "one of " + ", ".join(repr(c) for c in choices), value)
-        if pattern and not re.fullmatch(pattern, value):
-            self.fail(key, f"a value matching {pattern}", value)
+        if pattern and not (empty and value == "") and not re.fullmatch(pattern.regex, value):
+            self.fail(key, pattern.means, value)
         return value
 
     def integer(self, key: str, default: Any = _MISSING, *, min: int = 0, max: int = 2**62) -> Any:
@@ -192,13 +217,19 @@ class Table:
             self.fail(key, "a table", value)
         return Table(value, self.path(key), self.source)
 
-    def tables(self, key: str, *, required: bool = False) -> Iterator[Table]:
-        """An array of tables (``[[key]]``), each with an indexed path for errors."""
+    def tables(self, key: str, *, required: bool = False, label: str = "") -> Iterator[Table]:
+        """An array of tables (``[[key]]``), each named for errors by its position from 1
+        (``step 2``) until ``identify`` names it by its id (``step "reminder-1"``)."""
         value = self.raw(key, _MISSING if required else [])
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
             self.fail(key, "an array of tables ([[" + key + "]])", value)
-        for i, item in enumerate(value):
-            yield Table(item, f"{self.path(key)}[{i}]", self.source)
+        name = self.path(label or key)
+        for i, item in enumerate(value, 1):
+            yield Table(item, f"{name} {i}", self.source)
+
+    def identify(self, value: str) -> None:
+        """Name this table by its id in later errors: ``step 2`` becomes ``step "reminder-1"``."""
+        self.prefix = f'{self.prefix.rsplit(" ", 1)[0]} "{value}"'
 
     def done(self) -> None:
         """Reject keys that were never read: they are typos or unsupported options."""

@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .sections import Heading, SectionSpec, spec_from_table
 from .tomltable import _MISSING as _REQUIRED
-from .tomltable import Table
+from .tomltable import ID, TEMPLATE, Table
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ACTIONS = ("send", "digest", "invite", "notes", "help")
@@ -163,14 +163,20 @@ def _schedule(t: Table) -> Schedule:
 DIGEST_KEYS = ("answers", "missing", "late_answers", "flags")
 
 
+def _id(t: Table) -> str:
+    step_id: str = t.string("id", pattern=ID)
+    t.identify(step_id)
+    return step_id
+
+
 def _step(t: Table, collect: SectionSpec | None, every: str) -> Step:
     collects = collect is not None
     keys = (*DIGEST_KEYS, *(collect.section_keys + collect.field_keys if collect else ()))
     step = Step(
-        id=t.string("id", pattern=r"[a-z0-9][a-z0-9-]*"),
+        id=_id(t),
         at=t.time("at"),
         action=t.string("action", choices=ACTIONS),
-        template=t.string("template", pattern=r"[A-Za-z0-9_/-]+"),
+        template=t.string("template", pattern=TEMPLATE),
         to=t.string("to", choices=AUDIENCES),
         only=t.string("only", "", choices=FILTERS),
         unless_empty=t.strings("unless_empty", ()),
@@ -204,7 +210,7 @@ def _step(t: Table, collect: SectionSpec | None, every: str) -> Step:
 
 def load_workflow(path: Path) -> Workflow:
     root = Table.from_file(path)
-    name = root.string("name", path.stem, pattern=r"[a-z0-9][a-z0-9-]*")
+    name = root.string("name", path.stem, pattern=ID)
     schedule = _schedule(root.table("schedule", required=True))
     collect = None
     deadline = None
@@ -212,13 +218,14 @@ def load_workflow(path: Path) -> Workflow:
     if root.has("collect"):
         table = root.table("collect")
         deadline = table.time("deadline", None)
-        acknowledge = table.string("acknowledge", "", pattern=r"[A-Za-z0-9_/-]*")
+        acknowledge = table.string("acknowledge", "", pattern=TEMPLATE, empty=True)
         collect = spec_from_table(table)
         table.done()
-    steps = tuple(_step(t, collect, schedule.every) for t in root.tables("steps", required=True))
+    tables = root.tables("steps", required=True, label="step")
+    steps = tuple(_step(t, collect, schedule.every) for t in tables)
     notify = root.table("notify")
-    update_template = notify.string("update", "", pattern=r"[A-Za-z0-9_/-]*")
-    cancel_template = notify.string("cancel", "", pattern=r"[A-Za-z0-9_/-]*")
+    update_template = notify.string("update", "", pattern=TEMPLATE, empty=True)
+    cancel_template = notify.string("cancel", "", pattern=TEMPLATE, empty=True)
     notify.done()
     if (update_template or cancel_template) and schedule.every != "event":
         root.fail("notify", "no [notify] table: only event workflows announce changes")

@@ -75,6 +75,16 @@ def test_secrets_come_from_the_environment_only(tmp_path):
             r"mailflow\.timezone: expected an IANA",
         ),
         (("[smtp]", "[unknown]\n[smtp]"), r"unknown: expected a known key"),
+        (
+            ('host = "imap.example.test"', 'hots = "imap.example.test"'),
+            r"imap\.host: expected a value \(the key is missing; is 'hots' a misspelling of it\?\)",
+        ),
+        (
+            ("[addresses]", "[adresses]"),
+            r"addresses: expected a value \(the key is missing; is 'adresses' a misspelling",
+        ),
+        (('from = "mailflow@example.test"', 'from = "x"'), r"expected an email address such as"),
+        (("[imap]", '[imap]\npassword_env = "1X"'), r"expected an environment variable name"),
     ],
 )
 def test_wrong_values_name_the_key(tmp_path, change, message):

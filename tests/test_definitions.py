@@ -55,17 +55,23 @@ def test_roster_loads_and_is_kept_in_sqlite(tmp_path):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('id = "bulletins"', 'id = "Bulletins!"'), r"defi\[0\]\.id: expected a value matching"),
-        (('"hugo@bulletins.test"', '"not an address"'), r"defi\[0\]\.members: expected ASCII"),
+        (
+            ('id = "bulletins"', 'id = "Bulletins!"'),
+            r"defi 1\.id: expected lower-case letters \(no accent\), digits and dashes, got 'Bul",
+        ),
+        (
+            ('"hugo@bulletins.test"', '"not an address"'),
+            r'defi "bulletins"\.members: expected ASCII',
+        ),
         (
             ('"hugo@bulletins.test"', '"élodie@bulletins.test"'),
-            r"defi\[0\]\.members: expected ASCII",
+            r'defi "bulletins"\.members: expected ASCII',
         ),
         (("active_until = 2027-06-30", 'active_until = "June"'), r"active_until: expected a date"),
-        (('role = "lead"', 'rol = "lead"'), r"staff\[0\]\.rol: expected a known key"),
+        (('role = "lead"', 'rol = "lead"'), r"staff 1\.rol: expected a known key"),
         (
             ("[[staff]]", '[[defi]]\nid = "bulletins"\nname = "Twice"\n[[staff]]'),
-            r"defi\[1\]\.id: expected an id used by no other",
+            r'defi "bulletins"\.id: expected an id used by no other',
         ),
     ],
 )
@@ -89,18 +95,21 @@ def test_the_shipped_workflows_load():
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (('at = "09:00"', 'at = "25:00"'), r"steps\[0\]\.at: expected a time HH:MM, got '25:00'"),
+        (
+            ('at = "09:00"', 'at = "25:00"'),
+            r'step "request"\.at: expected a time HH:MM, got .25:00.',
+        ),
         (('day = "friday"', 'day = "vendredi"'), r"schedule\.day: expected a weekday"),
-        (('to = "each_defi"', 'to = "everybody"'), r"steps\[0\]\.to: expected one of"),
-        (('grace = "4h"', 'grace = "four hours"'), r"steps\[0\]\.grace: expected a duration"),
+        (('to = "each_defi"', 'to = "everybody"'), r'step "request"\.to: expected one of'),
+        (('grace = "4h"', 'grace = "four hours"'), r'step "request"\.grace: expected a duration'),
         (('holidays = "FR"', 'holidays = "XX"'), r"schedule\.holidays: expected a country code"),
         (
             ('unless_empty = ["needs", "flags"]', 'unless_empty = ["wishes"]'),
-            r"steps\[4\]\.unless_empty",
+            r'step "needs"\.unless_empty',
         ),
         (
             ('action = "send"', 'action = "shout"'),
-            r"steps\[0\]\.action: expected one of 'send', 'digest'",
+            r'step "request"\.action: expected one of .send., .digest.',
         ),
     ],
 )
