@@ -413,7 +413,7 @@ def doctor(ctx: click.Context) -> None:
 
     failed = 0
     for check in checks(ctx.obj["config_path"]):
-        mark = "ok  " if check.ok else "FAIL"
+        mark = "FAIL" if not check.ok else "WARN" if check.warning else "ok  "
         click.echo(f"{mark} {check.name}: {check.detail}")
         failed += not check.ok
     if failed:

@@ -47,27 +47,29 @@ class AuditingRenderer(Renderer):
 
     def __init__(self, renderer: Renderer) -> None:
         self.__dict__.update(renderer.__dict__)
-        self.rendered: set[str] = set()
+        self.rendered: dict[str, str] = {}  # "retro/request.fr": its text, as first rendered
 
     def render(self, name: str, language: str, context: dict[str, Any]) -> Any:
         self.undeclared(name, language, context)
-        self.rendered.add(f"{name}.{language}")
-        return super().render(name, language, context)
+        result = super().render(name, language, context)
+        self.rendered.setdefault(f"{name}.{language}", result.text)
+        return result
 
 
 _passed: set[tuple[object, ...]] = set()
 
 
-def check(engine: Engine, languages: set[str]) -> set[str]:
-    """Render every mail of ``engine``'s workflows in each language; returns what was rendered.
+def check(engine: Engine, languages: set[str], *, cached: bool = True) -> dict[str, str]:
+    """Render every mail of ``engine``'s workflows in each language; returns each template's
+    text as rendered (``retro/request.fr``: …).
 
     Raises ``TemplateError`` for the first template that does not render. Files that
-    passed unchanged are not checked again by the same process (a daemon's reloads,
-    a test suite's many engines).
+    passed unchanged are not checked again by the same process (a daemon's reloads, a test
+    suite's many engines) unless ``cached`` is false; nothing is returned then.
     """
     stamp = _stamp(engine, languages)
-    if stamp in _passed:
-        return set()
+    if cached and stamp in _passed:
+        return {}
     renderer = AuditingRenderer(engine.renderer)
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     for language in sorted(languages):

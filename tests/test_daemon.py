@@ -401,8 +401,9 @@ def test_doctor_says_what_is_wrong_in_plain_words(programme, make_config):
     result = p.run("doctor")
     assert result.exit_code == 0, result.output
     expected = [
-        "ok   config", "ok   database", "ok   workflows and templates",
-        "ok   roster: 1 défis, 2 staff members", "ok   IMAP: logged in as", "ok   SMTP",
+        "ok   config", "ok   secrets", "ok   database", "ok   workflows", "ok   templates",
+        "ok   roster: 1 défis, 1 members, 2 staff members", "ok   IMAP: logged in as",
+        "WARN alias: no mail to", "ok   SMTP",
     ]  # fmt: skip
     for line in expected:
         assert line in result.output
@@ -414,4 +415,4 @@ def test_doctor_says_what_is_wrong_in_plain_words(programme, make_config):
     assert "FAIL IMAP: IMAP 127.0.0.1:" in wrong.output and "login refused" in wrong.output
     down = make_config(smtp={"port": 1})
     result = CliRunner().invoke(cli, ["-c", str(down.path), "doctor"], env=ENV)
-    assert "FAIL SMTP: SMTP 127.0.0.1:1: cannot connect" in result.output
+    assert "FAIL SMTP: SMTP 127.0.0.1:1: nothing listens there" in result.output

@@ -40,3 +40,59 @@ def test_tls_spoken_to_a_plain_port_says_which_setting_to_change(make_config):
     result = run(config, "ingest")
     assert result.exit_code == 1
     assert "does not speak TLS on this port" in result.output and "starttls" in result.output
+
+
+def _site(p, tmp_path, edits):
+    """The shipped workflows and templates, copied and edited, used by this programme."""
+    import shutil
+
+    from .conftest import ROOT
+
+    for folder in ("workflows", "templates"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    for name, (old, new) in edits.items():
+        path = tmp_path / name
+        assert old in path.read_text(), name
+        path.write_text(path.read_text().replace(old, new))
+    text = p.config.path.read_text().replace(
+        "[mailflow]\n",
+        f'[mailflow]\nworkflows = "{tmp_path / "workflows"}"\n'
+        f'templates = "{tmp_path / "templates"}"\n',
+    )
+    p.config.path.write_text(text)
+
+
+def test_doctor_finds_each_problem_once_with_how_to_fix_it(programme, tmp_path):
+    p = programme({"alpha": 1})
+    _site(p, tmp_path, {
+        "templates/retro/request.fr.txt.j2": ("Besoins :", "Envies :"),
+        "workflows/retro.toml": ('at = "14:00"', 'at = "16:00"'),
+        "workflows/gazette.toml": ('deadline = "12:00"', 'deadline = "17:00"'),
+    })  # fmt: skip
+    output = p.run("doctor").output
+    fails = [line for line in output.splitlines() if line.startswith("FAIL")]
+    assert len(fails) == 3, output
+    assert any("retro/request.fr" in f and "needs" in f and "would not be" in f for f in fails)
+    assert any("'reminder-2'" in f and "16:00" in f and "digest" in f for f in fails)
+    assert any("gazette" in f and "deadline 17:00" in f for f in fails)
+
+
+def test_doctor_reports_a_workflow_error_once_under_workflows(programme, tmp_path):
+    p = programme({"alpha": 1})
+    _site(p, tmp_path, {"workflows/retro.toml": ('at = "09:00"', 'at = "9h"')})
+    output = p.run("doctor").output
+    assert output.count('step "request".at') == 1
+    assert "FAIL workflows: " in output and "FAIL templates: not checked" in output
+    assert "roster: 1 défis" in output  # the roster is judged on its own
+
+
+def test_doctor_sees_mail_to_the_alias_reach_the_mailbox(programme):
+    p = programme({"alpha": 1})
+    alias, a0 = p.config.addresses.alias, p.defis["alpha"][0]
+    p.localmail.send(
+        f"From: {a0}\r\nTo: {alias}\r\nSubject: Bonjour\r\n\r\nUne question.\r\n".encode(),
+        [p.shared], a0,
+    )  # fmt: skip
+    p.wait_shared(1)
+    output = p.run("doctor").output
+    assert f"ok   alias: mail to {alias} reaches {p.shared}" in output
