@@ -79,27 +79,42 @@ def expected_respondents(engine: Engine, workflow: Workflow, occurrence: str) ->
     return [defi_respondent(d.id) for d in roster.defis if d.active_on(day)]
 
 
+def _answers_by_respondent(
+    db: Any, workflow: str, occurrence: str
+) -> dict[str, list[tuple[str, str, str, str]]]:
+    """Every answer of an occurrence, oldest first: (received_at, sender, via, status)."""
+    found: dict[str, list[tuple[str, str, str, str]]] = {}
+    for respondent, received_at, sender, via, state in db.execute(
+        "select respondent, received_at, sender, via, status from inbound where kind = 'answer'"
+        " and workflow = ? and occurrence = ? order by received_at, message",
+        [workflow, occurrence],
+    ):
+        found.setdefault(respondent, []).append((received_at, sender, via, state))
+    return found
+
+
 def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
     """Per respondent: whether and when it answered; the steps run; the outbox of the occurrence."""
     db = engine.db
     roster = stored_roster(db)
-    answers: dict[str, tuple[str, str, str, str]] = {}
-    for respondent, received_at, sender, via, state in db.execute(
-        "select respondent, received_at, sender, via, status from inbound where kind = 'answer'"
-        " and workflow = ? and occurrence = ? order by received_at, message",
-        [workflow.name, occurrence],
-    ):
-        answers[respondent] = (received_at, sender, via, state)
     rows = []
+    answers = _answers_by_respondent(db, workflow.name, occurrence)
     for respondent in expected_respondents(engine, workflow, occurrence):
         row = RespondentStatus(respondent, respondent_info(roster, respondent)["name"])
-        if respondent in answers:
-            received_at, sender, via, state = answers[respondent]
-            if state in ("counted", "late"):
-                row.answered_at, row.sender, row.via = received_at, sender, via
-                row.late = state == "late"
-            else:
-                row.flagged.append(f"{state} reply from {sender}")
+        found = answers.get(respondent, [])
+        # The first answer that counts says when the respondent answered; one on time
+        # stays on time when a correction comes after the digest. Mail from others for
+        # it is a flag beside it, never in its place.
+        counted = [a for a in found if a[3] == "counted"] or [a for a in found if a[3] == "late"]
+        if counted:
+            received_at, sender, via, state = counted[0]
+            row.answered_at, row.sender, row.via = received_at, sender, via
+            row.late = state == "late"
+            if len(found) > 1 and any(a[3] == "late" for a in found) and not row.late:
+                row.flagged.append("corrected after the digest")
+        row.flagged += [
+            f"{a[3]} reply from {a[1]}" for a in found if a[3] not in ("counted", "late")
+        ]
         rows.append(row)
     runs = [
         (r[0], r[1], r[2])

@@ -172,3 +172,24 @@ def test_the_resend_is_one_mime_message_a_client_reads(programme):
         "text/plain",
         "text/html",
     ]
+
+
+def test_status_keeps_an_answer_whatever_comes_after_it(programme, new_address):
+    p = programme({"alpha": 1, "beta": 1})
+    a0, b0 = p.defis["alpha"][0], p.defis["beta"][0]
+    p.tick("2026-11-27T09:00:00+01:00")
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "Alice", "Victoires :\nune"), a0)
+    p.swaks(clients.gmail(p.localmail.fetch(b0)[0], b0, "Bruno", "Victoires :\ndeux"), b0)
+    p.wait_shared(2)
+    friday(p, "2026-11-27")
+    # After the digest: a non-member writes for alpha; beta corrects its on-time answer.
+    outsider = new_address("collegue")
+    p.swaks(clients.gmail(p.localmail.fetch(a0)[0], outsider, "X", "Victoires :\nmoi"), outsider)
+    p.swaks(clients.gmail(p.localmail.fetch(b0)[0], b0, "Bruno", "Victoires :\ntrois"), b0)
+    p.wait_shared(4)
+    p.tick("2026-11-27T16:00:00+01:00")
+    status = p.run("status", "--week", "2026-W48").output
+    alpha = next(line for line in status.splitlines() if "Alpha" in line)
+    beta = next(line for line in status.splitlines() if "Beta" in line)
+    assert "[x]" in alpha and f"non_member reply from {outsider}" in alpha
+    assert "[x]" in beta and "LATE" not in beta and "corrected after the digest" in beta
