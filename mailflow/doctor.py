@@ -44,6 +44,7 @@ def checks(path: Path | str | None) -> Iterator[Check]:
     yield Check("config", True, str(config.path))
     yield _run("database", lambda: _database(config))
     yield _run("workflows and templates", lambda: _workflows(config))
+    yield from _copies(config)
     yield _run("roster", lambda: _roster(config))
     yield _run("secret", lambda: _secret(config))
     yield _run("IMAP", lambda: _imap(config))
@@ -67,6 +68,26 @@ def _workflows(config: Config) -> str:
     engine = Engine(config)
     names = ", ".join(f"{w.name} ({len(w.steps)} steps)" for w in engine.workflows)
     return f"{config.workflows_dir}: {names or 'no workflow files'}; every mail renders"
+
+
+def _copies(config: Config) -> Iterator[Check]:
+    """A line per copied workflow or template that is not as shipped (after an upgrade)."""
+    from .site import differences
+
+    if config.path is None:
+        return
+    copies = {"workflows": config.workflows_dir, "templates": config.templates_dir}
+    try:
+        found = differences(config.path.parent, copies)
+    except (MailflowError, OSError) as e:
+        yield Check("copies of the shipped files", False, str(e))
+        return
+    if found is None:
+        return
+    if not found:
+        yield Check("copies of the shipped files", True, "as shipped")
+    for d in found:
+        yield Check(d.path, True, d.detail)
 
 
 def _roster(config: Config) -> str:
