@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import tomllib
+from contextlib import suppress
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -61,8 +62,12 @@ def shipped_files(kind: str) -> dict[str, str]:
 
 
 def init_site(folder: Path, database: str | None = None) -> InitReport:
-    """Fill ``folder`` with a complete site; files already there are kept untouched."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Fill ``folder`` with a complete site; files already there are kept untouched.
+
+    What it creates has the modes the service needs whatever the umask: folders 755 and
+    files 644 (nothing secret in them), the secrets file 600.
+    """
+    _mkdir(folder)
     report = InitReport(folder)
     config = _defaults("mailflow.toml")
     if database is not None:
@@ -82,13 +87,14 @@ def init_site(folder: Path, database: str | None = None) -> InitReport:
     if files != manifest.get("files"):
         text = json.dumps({"mailflow": __version__, "files": dict(sorted(files.items()))}, indent=1)
         (folder / MANIFEST).write_text(text + "\n", encoding="utf-8")
+        (folder / MANIFEST).chmod(0o644)  # doctor reads it as any user
     return report
 
 
 def _add(folder: Path, name: str, data: bytes, report: InitReport, mode: int = 0o644) -> bool:
     """Create ``folder/name`` with ``data`` unless it exists; True when it was created."""
     path = folder / name
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _mkdir(path.parent)
     try:
         # Created with its final mode, so that a secrets file is never readable by others.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
@@ -96,9 +102,20 @@ def _add(folder: Path, name: str, data: bytes, report: InitReport, mode: int = 0
         report.kept.append(name)
         return False
     with os.fdopen(fd, "wb") as f:
+        os.fchmod(f.fileno(), mode)  # the umask only ever removes permissions
         f.write(data)
     report.added.append(name)
     return True
+
+
+def _mkdir(path: Path) -> None:
+    """Create ``path`` and its missing parents, mode 755."""
+    if path.is_dir():
+        return
+    _mkdir(path.parent)
+    with suppress(FileExistsError):
+        path.mkdir()
+        path.chmod(0o755)
 
 
 def _with_database(config: str, database: str) -> str:
@@ -155,19 +172,18 @@ class Difference:
 def differences(folder: Path, copies: dict[str, Path]) -> list[Difference] | None:
     """How the copies in ``copies`` (kind -> folder) differ from the shipped files.
 
-    None when ``folder`` has no manifest (not made by ``mailflow init``). A kind whose
-    folder is the shipped one itself is not a copy and is left out. A file in both states
-    ("modified by you and changed in the new version") needs a person to merge them.
+    None when ``folder`` has no manifest (not made by ``mailflow init``) or no folder is a
+    copy (the config names the shipped ones themselves). A file in both states ("modified
+    by you and changed in the new version") needs a person to merge them.
     """
-    manifest = read_manifest(folder)
+    copies = {k: v for k, v in copies.items() if v.resolve() != shipped(k).resolve()}
+    manifest = read_manifest(folder) if copies else {}
     if not manifest:
         return None
     recorded = manifest["files"]
     found = []
     for kind, local_root in copies.items():
         source = shipped(kind)
-        if local_root.resolve() == source.resolve():
-            continue
         now = shipped_files(kind)
         base = {k.split("/", 1)[1]: v for k, v in recorded.items() if k.startswith(f"{kind}/")}
         for name in sorted(set(now) | set(base)):
