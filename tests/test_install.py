@@ -27,6 +27,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -78,6 +79,52 @@ def _copy_checkout(target: Path) -> None:
             shutil.copy2(source, target / name)
 
 
+def readme_commands() -> list[list[str]]:
+    """The shell blocks of the README's "Running it for a year": its install commands."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Running it for a year") :]
+    section = section[: section.index("\n## ", 1)]
+    return [b.strip().splitlines() for b in re.findall(r"```sh\n(.*?)```", section, re.S)]
+
+
+# What needs a running systemd (or changes this machine's accounts): the tests verify the
+# unit file and play what systemd does with it instead.
+NOT_RUN_HERE = (
+    "install -m 644 systemd/mailflow@.service ",
+    "systemctl ",
+    "journalctl ",
+    "usermod ",
+)
+
+
+class Readme:
+    """Runs the README's install commands, their paths and users mapped to this test's."""
+
+    run: ClassVar[set[str]] = set()  # over the session: the build runs once, in a fixture
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.paths = paths
+
+    def line(self, start: str) -> str:
+        (found,) = [c for block in readme_commands() for c in block if c.startswith(start)]
+        return found
+
+    def command(self, start: str) -> str:
+        line = self.line(start)
+        self.run.add(line)
+        for text, here in self.paths.items():
+            line = line.replace(text, here)
+        return line
+
+    def __call__(self, start: str, **kwargs: object) -> str:
+        return check(["sh", "-c", self.command(start)], **kwargs)
+
+    def all_run(self, block: int) -> bool:
+        """Every command of a block was run, but for comments and what needs systemd."""
+        commands = [c for c in readme_commands()[block] if not c.startswith(("#", *NOT_RUN_HERE))]
+        return set(commands) <= self.run
+
+
 @pytest.fixture(scope="session")
 def installed() -> Iterator[Installed]:
     if not SYSTEM_PYTHON.exists():
@@ -88,11 +135,15 @@ def installed() -> Iterator[Installed]:
         source = root / "src"
         _copy_checkout(source)
         venv = root / "venv"
-        # The README's commands, run in the clone; umask 022 as in a root shell.
-        check([SYSTEM_PYTHON, "-m", "venv", venv], cwd=root, umask=0o022)
-        check([venv / "bin/pip", "wheel", "--no-deps", "-w", "dist", "."], cwd=source, umask=0o022)
+        readme = Readme({"python3 -m venv": f"{SYSTEM_PYTHON} -m venv", "/opt/mailflow": str(venv)})
+        # In the clone, umask 022 as in a root shell; pip as configured on this machine.
+        for start in (
+            "python3 -m venv",
+            "/opt/mailflow/bin/pip wheel",
+            "/opt/mailflow/bin/pip install",
+        ):
+            readme(start, cwd=source, umask=0o022)
         (wheel,) = (source / "dist").glob("mailflow-*.whl")
-        check([venv / "bin/pip", "install", wheel], cwd=root, umask=0o022)
         yield Installed(root, source, venv, wheel)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -288,8 +339,20 @@ def test_the_service_runs_as_its_user_and_the_staff_read_the_live_database(
     site_dir, database = etc / "eig", state / "mailflow/eig/mailflow.db"
     config = site_dir / "mailflow.toml"
     mailflow = installed.command()
-    # The README, as root: the site, then the state directory as systemd makes it.
-    check([mailflow, "init", site_dir, "--database", database], env=BASE_ENV, umask=0o077)
+    readme = Readme({
+        "/opt/mailflow": str(installed.venv), "/etc/mailflow": str(etc),
+        "/var/lib/mailflow": str(state / "mailflow"),
+        "systemd-sysusers systemd/": f"systemd-sysusers --root={root} {installed.source}/systemd/",
+        "-o mailflow -g mailflow": f"-o {SERVICE_UID} -g {SERVICE_GID}",
+        "--reuid=mailflow --regid=mailflow": f"--reuid={SERVICE_UID} --regid={SERVICE_GID}",
+    })  # fmt: skip
+    # The README's commands, as root: the user, the site, the state directory, the check.
+    (root / "etc").mkdir(exist_ok=True)
+    readme("systemd-sysusers", cwd=installed.source)
+    assert "\nmailflow:x:" in "\n" + (root / "etc/passwd").read_text()
+    readme("/opt/mailflow/bin/mailflow init", env=BASE_ENV, umask=0o077)
+    in_state = f"/var/lib/{unit.lines['StateDirectory'].replace('%i', 'eig')}/mailflow.db"
+    assert readme.line("/opt/mailflow/bin/mailflow init").endswith(f" --database {in_state}")
     site = configure(site_dir, localmail, new_address)
     assert (mode(etc), mode(site_dir), mode(config), mode(site_dir / "roster.toml")) == (
         0o755, 0o755, 0o644, 0o644,
@@ -298,16 +361,14 @@ def test_the_service_runs_as_its_user_and_the_staff_read_the_live_database(
     assert mode(site_dir / "templates/retro/request.fr.txt.j2") == 0o644
     assert mode(site_dir / "secrets.env") == 0o600
     assert unit["EnvironmentFile"] == str(site_dir / "secrets.env")
-    check(["install", "-d", "-m", "755", state / "mailflow"])
-    check(["install", "-d", "-o", SERVICE_UID, "-g", SERVICE_GID, "-m", "2770", database.parent])
-    # The README's check before the first start, as the service user.
-    doctor = (
-        f"(set -a && . {site_dir}/secrets.env && umask 007 && exec "
-        f"{shlex.join(as_user(SERVICE_UID, SERVICE_GID))} {mailflow} -c {config} doctor)"
-    )
-    lines = doctor_lines(check(["sh", "-c", doctor], env=BASE_ENV))
+    assert unit["ExecStart"].startswith(f"{mailflow} -c {config} ")
+    readme("install -d -m 755")
+    readme("install -d -o mailflow")
+    assert mode(database.parent) == int(unit["StateDirectoryMode"], 8)
+    lines = doctor_lines(readme("(set -a", env=BASE_ENV))
     assert f"ok   database: {database}: 0 messages stored" in lines
     assert (database.stat().st_uid, mode(database)) == (SERVICE_UID, 0o660)
+    assert readme.all_run(0)
 
     def start(at: str, *options: str) -> subprocess.Popen[str]:
         """What systemd does for the unit (with a clock moved by hand: a rehearsal)."""
@@ -345,7 +406,12 @@ def test_the_service_runs_as_its_user_and_the_staff_read_the_live_database(
     assert attempt(STAFF_UID, STAFF_UID, (SERVICE_GID,), "cat", secrets) != 0
     assert attempt(STRANGER_UID, STRANGER_UID, (), "cat", database) != 0, "anyone reads the db"
     # A staff member, in the group, without root and while the daemon is not running.
-    staff = [*as_user(STAFF_UID, STAFF_UID, SERVICE_GID), mailflow, "-c", config]
+    as_staff = as_user(STAFF_UID, STAFF_UID, SERVICE_GID)
+    staff_line = readme.command("/opt/mailflow/bin/mailflow -c")
+    output = check([*as_staff, "sh", "-c", staff_line], env=BASE_ENV)
+    assert "  [" in output and "Alpha" in output, output
+    assert readme.all_run(1)
+    staff = [*as_staff, mailflow, "-c", config]
     status = check([*staff, "status", "--week", "2026-W49"], env=BASE_ENV)
     assert "[ ] Alpha: no answer" in status and "step request: " in status, status
     answer = "Victoires :\nLa démo est en ligne.\n\nDifficultés :\nRAS\n\nBesoins :\nRien\n"
