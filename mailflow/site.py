@@ -65,8 +65,16 @@ def init_site(folder: Path, database: str | None = None) -> InitReport:
     """Fill ``folder`` with a complete site; files already there are kept untouched.
 
     What it creates has the modes the service needs whatever the umask: folders 755 and
-    files 644 (nothing secret in them), the secrets file 600.
+    files 644 (nothing secret in them), the secrets file 600. A folder that cannot be
+    written is a ``MailflowError`` naming the path.
     """
+    try:
+        return _init_site(folder, database)
+    except OSError as e:
+        raise MailflowError(f"cannot make the site in {folder}: {e.strerror}: {e.filename}") from e
+
+
+def _init_site(folder: Path, database: str | None) -> InitReport:
     _mkdir(folder)
     report = InitReport(folder)
     config = _defaults("mailflow.toml")

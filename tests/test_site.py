@@ -257,3 +257,12 @@ def test_init_gives_the_modes_the_service_needs_whatever_the_umask(tmp_path):
     assert private == {"etc/eig/secrets.env"}, private
     assert modes["etc/eig/secrets.env"] == 0o600
     assert modes["etc/eig/.mailflow-shipped.json"] == 0o644
+
+
+def test_a_site_that_cannot_be_written_is_one_clear_line(tmp_path):
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "workflows").write_text("a file where a folder goes")
+    result = CliRunner().invoke(cli, ["init", str(tmp_path / "site")])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"mailflow: cannot make the site in {tmp_path / 'site'}: ")
+    assert "Traceback" not in result.output and result.output.count("\n") == 1
