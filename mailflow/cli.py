@@ -1,31 +1,28 @@
-"""The ``mailflow`` command: a thin click layer, each command calling one library function."""
+"""The ``mailflow`` command: a thin click layer, each command calling one library function.
+
+Only click and the errors are imported up front; each command imports what it uses, so
+that ``mailflow --help`` or ``mailflow status`` does not load every module (mail servers,
+iCalendar, templates) before doing anything.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import logging
-import re
 import sys
-from importlib import resources
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import __version__, dates, reports
-from .config import PROJECT_DIR, Config, load_config
-from .db import open_db
-from .engine import Engine
+from . import __version__
 from .errors import ClockError, ConfigError, MailflowError
-from .ingest import ingest as run_ingest
-from .lock import Lock
-from .logs import setup_logging
-from .parse import parse_message
-from .reports import current_occurrence
-from .roster import stored_roster
-from .suppression import Suppression, suppressed
-from .workflow import Workflow, collect_spec
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from .config import Config
+    from .engine import Engine
+    from .suppression import Suppression
+    from .workflow import Workflow
 
 
 class _Group(click.Group):
@@ -52,25 +49,56 @@ class _Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """mailflow: an email-first workflow engine."""
+    import logging
+
+    from .logs import setup_logging
+
     setup_logging(logging.INFO if verbose else logging.WARNING)
     ctx.obj = {"config_path": config_path, "verbose": verbose}
 
 
 def _config(ctx: click.Context) -> Config:
+    from .config import load_config
+
     return load_config(ctx.obj["config_path"])
 
 
 @cli.command()
-@click.argument("path", type=click.Path(dir_okay=False), default="mailflow.toml")
-@click.option("--force", is_flag=True, help="Overwrite an existing file.")
-def init(path: str, force: bool) -> None:
-    """Write a commented example config to PATH (default ./mailflow.toml)."""
-    target = Path(path)
-    if target.exists() and not force:
-        raise click.ClickException(f"{target} exists (use --force to overwrite)")
-    example = resources.files("mailflow").joinpath("defaults/mailflow.toml").read_text()
-    target.write_text(example)
-    click.echo(f"wrote {target}: edit it, then set the *_env variables it names")
+@click.argument("folder", type=click.Path(file_okay=False), default=".")
+@click.option(
+    "--database", metavar="PATH",
+    help="The database the config names (default: mailflow.db in FOLDER), e.g. "
+    "/var/lib/mailflow/NAME/mailflow.db for the systemd service.",
+)  # fmt: skip
+def init(folder: str, database: str | None) -> None:
+    """Make a complete site in FOLDER (default: here); never overwrites a file.
+
+    Writes a commented mailflow.toml, example roster.toml and planning.toml, secrets.env
+    (mode 600) and editable copies of the shipped workflows/ and templates/.
+    """
+    from pathlib import Path
+
+    from .site import KINDS, SECRETS, init_site
+
+    report = init_site(Path(folder), database)
+    for verb, names in (("added", report.added), ("kept as it was", report.kept)):
+        if names:
+            click.echo(f"{verb}: {', '.join(_grouped(names, KINDS))}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    if SECRETS in report.added:
+        click.echo(f"{Path(folder) / SECRETS} is mode 600: fill in the secrets there")
+    config = Path(folder) / "mailflow.toml"
+    click.echo(f"next: edit {config} and the roster, then check with `mailflow -c {config} doctor`")
+
+
+def _grouped(names: list[str], folders: tuple[str, ...]) -> list[str]:
+    """File names, those of a folder summed up as ``folder/ (N files)`` when there are many."""
+    shown = []
+    for folder in folders:
+        inside = [n for n in names if n.startswith(f"{folder}/")]
+        shown += [f"{folder}/ ({len(inside)} files)"] if len(inside) > 5 else inside
+    return [n for n in names if n.split("/", 1)[0] not in folders] + shown
 
 
 @cli.command()
@@ -92,6 +120,12 @@ def parse(
     One object for one file, a list for several. Never fails on a malformed message:
     what could not be read is listed in "warnings".
     """
+    import json
+    from pathlib import Path
+
+    from .parse import parse_message
+    from .workflow import collect_spec
+
     folder = Path(workflows_dir) if workflows_dir else _workflows_dir(ctx)
     spec = collect_spec(folder, workflow_name)
     results = [parse_message(Path(f).read_bytes(), spec).to_json() for f in files]
@@ -105,13 +139,20 @@ def _workflows_dir(ctx: click.Context) -> Path:
     except ConfigError:
         if ctx.obj["config_path"]:
             raise
-        return PROJECT_DIR / "workflows"
+        from .config import shipped
+
+        return shipped("workflows")
 
 
 @cli.command()
 @click.pass_context
 def ingest(ctx: click.Context) -> None:
     """Store every new message of the configured IMAP folders, then parse them."""
+    from .db import open_db
+    from .ingest import ingest as run_ingest
+    from .lock import Lock
+    from .workflow import collect_spec
+
     config = _config(ctx)
     config.imap.require_password()
     db = open_db(config.database)
@@ -142,6 +183,8 @@ def ingest(ctx: click.Context) -> None:
 
 def _engine(ctx: click.Context, *, preflight: bool = True) -> Engine:
     """The configured engine; read-only commands skip rendering every template first."""
+    from .engine import Engine
+
     return Engine(_config(ctx), preflight=preflight)
 
 
@@ -173,6 +216,10 @@ def _instant(value: str | None, config: Config) -> dt.datetime | None:
 @click.pass_context
 def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out: str) -> None:
     """Ingest, then do everything due at this instant; running it twice sends nothing twice."""
+    from pathlib import Path
+
+    from .lock import Lock
+
     engine = _engine(ctx)
     engine.config.require_secrets()
     moment = _instant(at, engine.config)
@@ -201,6 +248,8 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out:
 
 
 def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path) -> None:
+    import re
+
     result = engine.dry_run(moment)
     out.mkdir(parents=True, exist_ok=True)
     for number, (mail, subject) in enumerate(result.mails, 1):
@@ -218,6 +267,10 @@ def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path) -> None:
 
 
 def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
+    import re
+
+    from .reports import current_occurrence
+
     if week is None:
         return current_occurrence(engine, workflow)
     pattern, example = (
@@ -240,6 +293,8 @@ def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
 @click.pass_context
 def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> None:
     """Show, per défi (or person asked), whether and when it answered, and the outbox."""
+    from . import dates, reports
+
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
     occurrence = _occurrence(engine, workflow, week)
@@ -276,6 +331,8 @@ def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> N
 
 
 def _workflow(engine: Engine, name: str | None) -> Workflow:
+    from . import reports
+
     try:
         return reports.find_workflow(engine, name)
     except KeyError as e:
@@ -298,7 +355,11 @@ def digest(
     ctx: click.Context, week: str | None, workflow_name: str | None, step_id: str | None,
     preview: bool, html_file: str | None, language: str | None,
 ) -> None:  # fmt: skip
-    """Render a digest as it would go out now, without sending it."""
+    """Show a digest as it went out, or as it would go out now, without sending it."""
+    from pathlib import Path
+
+    from . import dates, reports
+
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
     digests = [s.id for s in workflow.steps if s.action == "digest"]
@@ -332,6 +393,10 @@ def digest(
 @click.pass_context
 def export(ctx: click.Context, fmt: str, workflow_name: str | None, output: str | None) -> None:
     """Export every answer, by occurrence and défi, as CSV or JSON."""
+    from pathlib import Path
+
+    from . import reports
+
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name) if workflow_name else None
     data = reports.export_answers(engine, fmt, workflow)
@@ -345,6 +410,9 @@ def export(ctx: click.Context, fmt: str, workflow_name: str | None, output: str 
 @click.pass_context
 def roster(ctx: click.Context) -> None:
     """Show the défis, their members and the staff, as stored."""
+    from .roster import stored_roster
+    from .suppression import suppressed
+
     engine = _engine(ctx, preflight=False)
     stored = stored_roster(engine.db)
     blocked = suppressed(engine.db)
@@ -437,8 +505,12 @@ def run(
     clock_file: str | None,
 ) -> None:  # fmt: skip
     """Run the daemon: IMAP IDLE on the shared mailbox, every step on time, until SIGTERM."""
+    import logging
+    from pathlib import Path
+
     from .clock import FileClock
     from .daemon import Daemon
+    from .logs import setup_logging
 
     setup_logging(logging.INFO, log_format)
     engine = _engine(ctx)
@@ -461,6 +533,8 @@ def run(
 @click.option("--friday", type=click.DateTime(["%Y-%m-%d"]), help="Default: the coming Friday.")
 def demo(folder: str, friday: dt.datetime | None) -> None:
     """Play a whole Friday of the retrospective on loopback Dovecot and SMTP servers."""
+    from pathlib import Path
+
     from .demo import next_friday, run_demo
 
     day = friday.date() if friday else next_friday(dt.date.today())

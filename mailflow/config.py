@@ -11,6 +11,7 @@ import os
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,6 +22,18 @@ DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
 SECURITY_MODES = ("tls", "starttls", "none")
 CONFIG_ENV = "MAILFLOW_CONFIG"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+
+
+def shipped(kind: str) -> Path:
+    """The folder of the ``"workflows"`` or ``"templates"`` that come with mailflow.
+
+    Inside the installed package (``mailflow/shipped/``, put there when the wheel is
+    built); in a source checkout or an editable install, the checkout's top-level folder.
+    """
+    inside = resources.files("mailflow").joinpath("shipped", kind)
+    if isinstance(inside, Path) and inside.is_dir():
+        return inside
+    return PROJECT_DIR / kind
 
 
 @dataclass(frozen=True)
@@ -172,8 +185,8 @@ def config_from_table(
     database = resolve(main.string("database", "mailflow.db"))
     timezone = main.timezone("timezone", "Europe/Paris")
     language = main.string("language", "fr", choices=("fr", "en"))
-    workflows_dir = resolve(main.string("workflows", str(PROJECT_DIR / "workflows")))
-    templates_dir = resolve(main.string("templates", str(PROJECT_DIR / "templates")))
+    workflows_dir = resolve(main.string("workflows", str(shipped("workflows"))))
+    templates_dir = resolve(main.string("templates", str(shipped("templates"))))
     roster_value = main.string("roster", "")
     rehearsal = main.boolean("rehearsal", False)
     main.done()

@@ -9,9 +9,10 @@ daemon and a command run by hand never deadlock on a lock upgrade.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import sqlite_utils
@@ -31,6 +32,10 @@ def open_db(
     """
     if str(path) != ":memory:":
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        # SQLite would create the file 0644 whatever the umask; created here, it follows the
+        # umask (the service's 0007 lets its group read and write it), and so do its WAL files.
+        with suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode is durable against a crashed or killed process, which is the

@@ -68,6 +68,7 @@ def checks(path: Path | str | None) -> Iterator[Check]:
         if templates.ok:
             yield from _headings(workflows, rendered)
         yield from _order(config, workflows)
+    yield from _copies(config)
     yield _run("roster", lambda: _roster(config))
     yield _run("IMAP", lambda: _imap(config))
     yield _run("alias", lambda: _alias(config))
@@ -183,6 +184,26 @@ def _order(config: Config, workflows: list[Workflow]) -> Iterator[Check]:
                     f"digest, at {first.at:%H:%M}): answers sent on time would miss it; "
                     "set the deadline before the digest",
                 )  # fmt: skip
+
+
+def _copies(config: Config) -> Iterator[Check]:
+    """A line per copied workflow or template that is not as shipped (after an upgrade)."""
+    from .site import differences
+
+    if config.path is None:
+        return
+    copies = {"workflows": config.workflows_dir, "templates": config.templates_dir}
+    try:
+        found = differences(config.path.parent, copies)
+    except (MailflowError, OSError) as e:
+        yield Check("copies of the shipped files", False, str(e))
+        return
+    if found is None:
+        return
+    if not found:
+        yield Check("copies of the shipped files", True, "as shipped")
+    for d in found:
+        yield Check(d.path, True, d.detail)
 
 
 def _roster(config: Config) -> str:

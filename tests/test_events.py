@@ -208,7 +208,10 @@ def test_a_wrong_planning_value_is_named(programme, tmp_path):
     p = programme({"alpha": 1}, events={"planning": str(planning)})
     result = p.run("tick", "--at", "2026-12-01T10:00:00+01:00")
     assert result.exit_code == 1
-    assert "planning.toml: event[0].audience: expected one of 'entrepreneurs'" in result.output
+    assert (
+        "planning.toml: event \"session-2026-12\".audience: expected one of 'entrepreneurs'"
+        in result.output
+    )
 
 
 def test_the_events_command_shows_the_planning(programme, tmp_path):

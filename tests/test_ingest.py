@@ -232,4 +232,4 @@ def test_cli_ingest_says_clearly_when_the_server_is_down(make_config):
     config = make_config(imap={"port": 1})
     result = CliRunner().invoke(cli, ["-c", str(config.path), "ingest"], env=ENV)
     assert result.exit_code == 1
-    assert "IMAP 127.0.0.1:1: cannot connect" in result.output
+    assert "IMAP 127.0.0.1:1: nothing listens there: check [imap] host and port" in result.output
