@@ -480,7 +480,10 @@ def _program() -> str:
     found = shutil.which("mailflow")
     if found and Path(found).resolve() == Path(program).resolve():
         return "mailflow"
-    return program
+    try:  # the demo's folder is named from the current directory: the command too
+        return str(Path(program).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return program
 
 
 def main() -> None:
