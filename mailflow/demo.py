@@ -238,20 +238,21 @@ class _Play:
             dt.datetime.combine(day, workflow.deadline, tzinfo=tz) if workflow.deadline else None
         )
         self._intro(due, deadline)
+        # As the daemon would: a tick whenever something is due, and whenever mail arrives.
+        planned = [*(a[0] for a in actions), *([deadline] if deadline else [])]
+        end = max([*due.values(), *planned])
         cursor = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
-        end = max([*due.values(), *(a[0] for a in actions)])
-        while True:
-            candidates = [engine.next_due(cursor), *(a[0] for a in actions if a[0] > cursor)]
-            if deadline is not None and deadline > cursor:
-                candidates.append(deadline)
-            instant = min((c for c in candidates if c is not None), default=None)
-            if instant is None or instant > end:
-                break
+        while (instant := self._after(cursor, planned)) is not None and instant <= end:
             done = [self._act(kind, item, at) for at, kind, item in actions if at == instant]
             report = engine.tick(instant)
             self._moment(instant, done, report, instant == deadline)
             cursor = instant
         return {**self._answered(), "digest": self._digest()}
+
+    def _after(self, cursor: dt.datetime, planned: list[dt.datetime]) -> dt.datetime | None:
+        """The next instant after ``cursor`` when the engine or someone has something to do."""
+        found = [self.engine.next_due(cursor), *(at for at in planned if at > cursor)]
+        return min((at for at in found if at is not None), default=None)
 
     def _actions(self, due: dict[str, dt.datetime]) -> list[tuple[dt.datetime, str, Any]]:
         found = []
@@ -280,7 +281,7 @@ class _Play:
         ]  # fmt: skip
         self.narrator.tell(
             "intro", day=day, week=day.isocalendar().week, city=tz.key.rsplit("/", 1)[-1],
-            folder=str(self.folder), shared=SHARED, alias=ALIAS, cohort=COHORT,
+            alias=ALIAS, cohort=COHORT,
             defis=[{"name": d.name, "host": d.host, "people": len(d.members)}
                    for d in self.roster.defis],
             people=sum(len(d.members) for d in self.roster.defis),

@@ -123,33 +123,43 @@ def mails(
         " (select outbox from deliveries where updated_at = ?) order by id",
         [at, at],
     ).fetchall()
-    groups: dict[tuple[str, str], dict[str, Any]] = {}
+    # One group per kind of mail of one workflow (a mail of no known kind: per subject).
+    groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row_id, workflow, occurrence, step_id, to_addrs, status, subject, message_id in rows:
         kind = kind_of(workflow, step_id, steps)
-        group = groups.setdefault((kind, subject if kind == "other" else ""), _group(kind))
+        group = groups.setdefault(
+            (kind, workflow, subject if kind == "other" else ""), _group(kind)
+        )
         group["count"] += 1
         group["accepted"] += status == "sent"
         group["unsent"] += status == "failed"
         group["waiting"] += status in ("queued", "sending")
         _add_unique(group["subjects"], subject)
         group["messages"].append({"message_id": message_id, "to": json.loads(to_addrs)})
-        for address in json.loads(to_addrs):
-            person = people.person(address)
-            _add_unique(group["people"], person)
-            if person["defi"]:
-                _add_unique(group["defis"], person["defi"])
-        for address, state, failure, code in db.execute(
-            "select address, status, failure, code from deliveries"
-            " where outbox = ? and updated_at = ?",
-            [row_id, at],
-        ):
-            bucket = _BUCKETS.get(state)
-            if bucket is not None:
-                entry = {**people.person(address), "code": code, "failure": failure or ""}
-                group[bucket].append(entry)
+        _add_people(db, group, row_id, json.loads(to_addrs), at, people)
         if kind in ("invitation", "event_change") and occurrence.startswith("ev-"):
             group["event"] = _event(db, occurrence.removeprefix("ev-"), tz)
     return list(groups.values())
+
+
+def _add_people(
+    db: sqlite_utils.Database, group: dict[str, Any], row_id: int, to: list[str], at: str,
+    people: People,
+) -> None:  # fmt: skip
+    """A mail's recipients and défis into its group, and what the server said of each."""
+    for address in to:
+        person = people.person(address)
+        _add_unique(group["people"], person)
+        if person["defi"]:
+            _add_unique(group["defis"], person["defi"])
+    for address, state, failure, code in db.execute(
+        "select address, status, failure, code from deliveries where outbox = ? and updated_at = ?",
+        [row_id, at],
+    ):
+        bucket = _BUCKETS.get(state)
+        if bucket is not None:
+            entry = {**people.person(address), "code": code, "failure": failure or ""}
+            group[bucket].append(entry)
 
 
 def _group(kind: str) -> dict[str, Any]:
