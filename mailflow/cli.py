@@ -531,16 +531,35 @@ def run(
     help="Where the demo's config, roster and database are written.",
 )  # fmt: skip
 @click.option("--friday", type=click.DateTime(["%Y-%m-%d"]), help="Default: the coming Friday.")
-def demo(folder: str, friday: dt.datetime | None) -> None:
+@click.option(
+    "--language", type=click.Choice(["fr", "en"]), default="fr", show_default=True,
+    help="The demo config's language: what the demo says, and its mail.",
+)  # fmt: skip
+def demo(folder: str, friday: dt.datetime | None, language: str) -> None:
     """Play a whole Friday of the retrospective on loopback Dovecot and SMTP servers."""
     from pathlib import Path
 
     from .demo import next_friday, run_demo
 
     day = friday.date() if friday else next_friday(dt.date.today())
-    run_demo(Path(folder), day, click.echo)
+    run_demo(Path(folder), day, click.echo, language=language, program=_program())
+
+
+def _program() -> str:
+    """How to run this same ``mailflow`` again: its name when it is the one on the PATH."""
+    import shutil
+    from pathlib import Path
+
     program = sys.argv[0]
-    click.echo(f"\nThe database is in {folder}/: try `{program} -c {folder}/mailflow.toml status`.")
+    if program.endswith("__main__.py"):
+        return f"{sys.executable} -m mailflow"
+    found = shutil.which("mailflow")
+    if found and Path(found).resolve() == Path(program).resolve():
+        return "mailflow"
+    try:  # the demo's folder is named from the current directory: the command too
+        return str(Path(program).absolute().relative_to(Path.cwd()))
+    except ValueError:
+        return program
 
 
 def main() -> None:
