@@ -439,7 +439,7 @@ def test_the_service_runs_as_its_user_and_the_staff_read_the_live_database(
         ):
             assert time.monotonic() < deadline, status
             time.sleep(0.2)
-        assert f"[x] Alpha: answered Fri 04 Dec 10:00 by {site.members[0]}" in status, status
+        assert f"[x] Alpha: answered ven. 4 déc. 2026 10:00 by {site.members[0]}" in status, status
         live = {p.name for p in database.parent.iterdir()}
         assert {"mailflow.db-wal", "mailflow.db-shm"} <= live, "the daemon's database is not open"
         export = check([*staff, "export", "--format", "csv"], env=BASE_ENV)
