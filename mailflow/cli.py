@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
     from .config import Config
     from .engine import Engine
-    from .suppression import Suppression
     from .workflow import Workflow
 
 
@@ -293,41 +292,18 @@ def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
 @click.pass_context
 def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> None:
     """Show, per défi (or person asked), whether and when it answered, and the outbox."""
-    from . import dates, reports
+    from . import reports
 
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
     occurrence = _occurrence(engine, workflow, week)
-    s = reports.status(engine, workflow, occurrence)
-    day = f" ({s.day.isoformat()})" if s.day else " (no occurrence: skipped or holiday)"
-    click.echo(f"{s.workflow} {s.occurrence}{day}")
-    tz, language = engine.config.timezone, engine.config.language
+    shown = reports.status(engine, workflow, occurrence)
+    _say(engine, "reports/status", {"s": shown})
 
-    def local(instant: str) -> str:
-        return dates.moment(dt.datetime.fromisoformat(instant), language, tz)
 
-    for d in s.respondents:
-        if d.answered_at:
-            when = local(d.answered_at)
-            late = " LATE" if d.late else ""
-            line = f"  [x] {d.name}: answered {when} by {d.sender} ({d.via}){late}"
-        else:
-            line = f"  [ ] {d.name}: no answer"
-        click.echo(line + "".join(f"; {f}" for f in d.flagged))
-    for step, state, ran_at in s.runs:
-        click.echo(f"  step {step}: {state}, {local(ran_at)}")
-    counts = ", ".join(f"{n} {k}" for k, n in s.outbox.items())
-    click.echo(f"  outbox: {counts}")
-    for subject, error in s.failed:
-        click.echo(f"  failed: {subject}: {error}")
-    for suppression, who in s.suppressed:
-        name = f" ({who})" if who else ""
-        click.echo(f"  suppressed: {suppression.address}{name}, {_suppressed(suppression, tz)}")
-    for m in s.to_read:
-        sender = f"{m['name']} <{m['sender']}>" if m["name"] else m["sender"]
-        when = dates.moment(m["received_at"], language)
-        listed = "" if m["listed"] else " (not listed to the staff yet)"
-        click.echo(f"  to read: {when} from {sender}: {m['subject']!r} [{m['kind']}]{listed}")
+def _say(engine: Engine, template: str, context: dict[str, Any]) -> None:
+    """Print what a command shows the staff, in the configured language (``templates/reports``)."""
+    click.echo(engine.renderer.text(template, engine.config.language, context), nl=False)
 
 
 def _workflow(engine: Engine, name: str | None) -> Workflow:
@@ -358,7 +334,7 @@ def digest(
     """Show a digest as it went out, or as it would go out now, without sending it."""
     from pathlib import Path
 
-    from . import dates, reports
+    from . import reports
 
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
@@ -370,18 +346,13 @@ def digest(
     occurrence = _occurrence(engine, workflow, week)
     shown = reports.preview(engine, workflow, occurrence, step_id, language)
     rendered = shown.rendered
-    if shown.sent_at is not None:
-        click.echo(f"(sent {dates.moment(shown.sent_at, engine.config.language)}: as it went out)")
-    elif not shown.asked:
-        click.echo(f"(not sent: the request of {occurrence} never went out, so this digest "
-                   "will not go either; shown as it would read now)")  # fmt: skip
-    else:
-        click.echo("(not sent yet: as it would read now)")
     if html_file:
         Path(html_file).write_text(rendered.html or "")
         click.echo(f"wrote {html_file}")
-    else:
-        click.echo(f"Subject: {rendered.subject}\n\n{rendered.text}")
+        return
+    context = {"sent_at": shown.sent_at, "asked": shown.asked, "occurrence": occurrence,
+               "subject": rendered.subject, "text": rendered.text}  # fmt: skip
+    _say(engine, "reports/preview", context)
 
 
 @cli.command()
@@ -390,16 +361,22 @@ def digest(
 )
 @click.option("--workflow", "workflow_name", help="Default: every workflow.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), help="Default: standard output.")
+@click.option(
+    "--spreadsheet", is_flag=True,
+    help="CSV for a spreadsheet: titles in the configured language, ';', UTF-8 BOM.",
+)  # fmt: skip
 @click.pass_context
-def export(ctx: click.Context, fmt: str, workflow_name: str | None, output: str | None) -> None:
-    """Export every answer, by occurrence and défi, as CSV or JSON."""
+def export(
+    ctx: click.Context, fmt: str, workflow_name: str | None, output: str | None, spreadsheet: bool
+) -> None:
+    """Export every answer, by occurrence and défi, as CSV or JSON, with its whole text."""
     from pathlib import Path
 
     from . import reports
 
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name) if workflow_name else None
-    data = reports.export_answers(engine, fmt, workflow)
+    data = reports.export_answers(engine, fmt, workflow, spreadsheet=spreadsheet)
     if output:
         Path(output).write_text(data)
     else:
@@ -409,43 +386,17 @@ def export(ctx: click.Context, fmt: str, workflow_name: str | None, output: str 
 @cli.command()
 @click.pass_context
 def roster(ctx: click.Context) -> None:
-    """Show the défis, their members and the staff, as stored."""
+    """Show the défis, their members and the staff, as stored; addresses no longer mailed."""
     from .roster import stored_roster
     from .suppression import suppressed
 
     engine = _engine(ctx, preflight=False)
     stored = stored_roster(engine.db)
     blocked = suppressed(engine.db)
-    tz = engine.config.timezone
-
-    def mark(address: str) -> str:
-        found = blocked.pop(address, None)
-        return f"  SUPPRESSED {_suppressed(found, tz)}" if found else ""
-
-    for d in stored.defis:
-        period = f" {d.active_from or '…'} → {d.active_until or '…'}"
-        click.echo(f"{d.name} [{d.id}] ({d.host}){period}")
-        for m in d.members:
-            person = f"{m.name} <{m.address}>" if m.name else m.address
-            click.echo(f"  {person}{mark(m.address)}")
-    click.echo("staff:")
-    for s in stored.staff:
-        click.echo(f"  {s.name} <{s.address}> {s.role}".rstrip() + mark(s.address))
-    if blocked:
-        click.echo("other suppressed addresses:")
-        for address, found in blocked.items():
-            click.echo(f"  {address}  SUPPRESSED {_suppressed(found, tz)}")
-
-
-def _suppressed(found: Suppression, tz: dt.tzinfo) -> str:
-    """Since when and why an address gets no mail, in one line."""
-    since = found.since.astimezone(tz).isoformat(sep=" ", timespec="minutes")[:16]
-    why = (
-        f"bounced (status {found.code})"
-        if found.reason == "bounced"
-        else f"refused by the server ({found.code} {found.detail})"
-    )
-    return f"since {since}: {why}"
+    listed = {m.address for d in stored.defis for m in d.members}
+    listed |= {s.address for s in stored.staff} | {m.address for m in stored.mentors}
+    others = sorted(a for a in blocked if a not in listed)
+    _say(engine, "reports/roster", {"roster": stored, "suppressed": blocked, "others": others})
 
 
 @cli.command()
@@ -460,17 +411,8 @@ def events(ctx: click.Context, show_all: bool) -> None:
     engine.sync_events(now)
     tz = engine.config.timezone
     where = "1" if show_all else "status = 'confirmed' and ends > ?"
-    for e in stored_events(engine.db, where, [] if show_all else [now.isoformat()]):
-        starts = e.starts.astimezone(tz)
-        if e.all_day:
-            last = e.as_context(tz)["last_day"]
-            span = f"{starts:%Y-%m-%d}" + (f" → {last}" if last != starts.date() else "")
-        else:
-            span = f"{starts:%Y-%m-%d %H:%M}–{e.ends.astimezone(tz):%H:%M}"
-        state = "" if e.status == "confirmed" else f" [{e.status}]"
-        click.echo(f"{span}  {e.title} [{e.id}, {e.kind}, {e.audience}, seq {e.sequence}]{state}")
-        if e.place:
-            click.echo(f"    {e.place}")
+    found = stored_events(engine.db, where, [] if show_all else [now.isoformat()])
+    _say(engine, "reports/events", {"events": [e.as_context(tz) for e in found]})
 
 
 @cli.command()

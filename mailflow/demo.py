@@ -179,7 +179,7 @@ def run_demo(
         # No secret is passed: the database keeps the one it makes, which the staff's
         # commands find again afterwards.
         config = load_config(config_path, {"MAILFLOW_IMAP_PASSWORD": PASSWORD})
-        narrator = Narrator(Renderer(config.templates_dir), language, say)
+        narrator = Narrator(Renderer(config.templates_dir, config.timezone), language, say)
         engine = Engine(config)
         try:
             play = _Play(engine, servers, scenario, narrator, roster, folder, friday)

@@ -84,7 +84,7 @@ class Engine:
         self.config = config
         self.db = db if db is not None else open_db(config.database)
         self.workflows = load_workflows(config.workflows_dir)
-        self.renderer = Renderer(config.templates_dir)
+        self.renderer = Renderer(config.templates_dir, config.timezone)
         self.spec = merged_spec(self.workflows)
         self.secret = tokens.secret_for(self.db, config.security.secret)
         self._roster_mtime: float | None = None
@@ -100,7 +100,7 @@ class Engine:
     def reload(self) -> None:
         """Load the workflow files and templates again; all valid, or nothing changes."""
         workflows = load_workflows(self.config.workflows_dir)
-        renderer = Renderer(self.config.templates_dir)
+        renderer = Renderer(self.config.templates_dir, self.config.timezone)
         previous = (self.workflows, self.renderer)
         self.workflows, self.renderer = workflows, renderer
         try:

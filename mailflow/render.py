@@ -62,8 +62,10 @@ def _printable(value: Any) -> Any:
 class Renderer:
     """The templates of one folder, loaded once."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, tz: dt.tzinfo | None = None) -> None:
+        """``tz``: the programme's time zone; every date or time printed is shown in it."""
         self.folder = folder
+        self.tz = tz
         self._undeclared: dict[str, set[str]] = {}
         self.env = jinja2.Environment(
             loader=jinja2.FileSystemLoader(str(folder)),
@@ -74,11 +76,19 @@ class Renderer:
             lstrip_blocks=True,
             keep_trailing_newline=True,
         )
-        self.env.filters["date_fr"] = lambda d, style="long": dates.day(d, "fr", style)
-        self.env.filters["date_en"] = lambda d, style="long": dates.day(d, "en", style)
-        self.env.filters["hour"] = lambda t, language="fr": dates.hour(t, language)
-        self.env.filters["month_fr"] = lambda d: dates.month(d, "fr")
-        self.env.filters["month_en"] = lambda d: dates.month(d, "en")
+        local = self._local
+        self.env.filters["date_fr"] = lambda d, style="long": dates.day(local(d), "fr", style)
+        self.env.filters["date_en"] = lambda d, style="long": dates.day(local(d), "en", style)
+        self.env.filters["hour"] = lambda t, language="fr": dates.hour(local(t), language)
+        self.env.filters["month_fr"] = lambda d: dates.month(local(d), "fr")
+        self.env.filters["month_en"] = lambda d: dates.month(local(d), "en")
+        self.env.filters["moment"] = lambda d, language="fr": dates.moment(local(d), language)
+
+    def _local(self, value: Any) -> Any:
+        """An instant in the programme's time zone (dates and naive times are left alone)."""
+        if isinstance(value, dt.datetime) and value.tzinfo is not None and self.tz is not None:
+            return value.astimezone(self.tz)
+        return value
 
     def exists(self, name: str, language: str) -> bool:
         return (self.folder / f"{name}.{language}.txt.j2").is_file()
@@ -135,6 +145,10 @@ class Renderer:
         html_path = f"{name}.{language}.html.j2"
         html = self._render(html_path, context) if (self.folder / html_path).is_file() else None
         return Rendered(_short(first.split(":", 1)[1].strip()), body.lstrip("\n"), html)
+
+    def text(self, name: str, language: str, context: dict[str, Any]) -> str:
+        """A text that is not a mail (what a command prints): ``NAME.LANG.txt.j2``, whole."""
+        return self._render(f"{name}.{language}.txt.j2", context)
 
     def _render(self, path: str, context: dict[str, Any]) -> str:
         template = self._template(path)

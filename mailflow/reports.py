@@ -27,20 +27,22 @@ from .workflow import Workflow
 class RespondentStatus:
     id: str
     name: str
-    answered_at: str | None = None
+    answered_at: dt.datetime | None = None  # local time, as every time of a Status
     sender: str | None = None
     via: str | None = None
     late: bool = False
-    flagged: list[str] = field(default_factory=list)
+    corrected_late: bool = False  # answered on time, corrected after the digest
+    others: list[dict[str, str]] = field(default_factory=list)  # {"status", "sender"}
 
 
 @dataclass
 class Status:
     workflow: str
+    title: str
     occurrence: str
     day: dt.date | None
     respondents: list[RespondentStatus]
-    runs: list[tuple[str, str, str]]
+    runs: list[dict[str, Any]]  # {"step", "status", "reason", "ran_at", "note"}
     outbox: dict[str, int]
     failed: list[tuple[str, str]]
     suppressed: list[tuple[Suppression, str]] = field(default_factory=list)  # with who
@@ -98,6 +100,7 @@ def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
     db = engine.db
     roster = stored_roster(db)
     rows = []
+    tz = engine.config.timezone
     answers = _answers_by_respondent(db, workflow.name, occurrence)
     for respondent in expected_respondents(engine, workflow, occurrence):
         row = RespondentStatus(respondent, respondent_info(roster, respondent)["name"])
@@ -108,22 +111,24 @@ def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
         counted = [a for a in found if a[3] == "counted"] or [a for a in found if a[3] == "late"]
         if counted:
             received_at, sender, via, state = counted[0]
-            row.answered_at, row.sender, row.via = received_at, sender, via
-            row.late = state == "late"
-            if len(found) > 1 and any(a[3] == "late" for a in found) and not row.late:
-                row.flagged.append("corrected after the digest")
-        row.flagged += [
-            f"{a[3]} reply from {a[1]}" for a in found if a[3] not in ("counted", "late")
+            row.answered_at = dt.datetime.fromisoformat(received_at).astimezone(tz)
+            row.sender, row.via, row.late = sender, via, state == "late"
+            row.corrected_late = not row.late and any(a[3] == "late" for a in found)
+        row.others = [
+            {"status": state, "sender": sender}
+            for _, sender, _, state in found
+            if state not in ("counted", "late")
         ]
         rows.append(row)
     runs = [
-        (r[0], r[1], r[2])
+        {"step": r[0], "status": r[1], "reason": r[3], "note": r[4],
+         "ran_at": dt.datetime.fromisoformat(r[2]).astimezone(tz)}
         for r in db.execute(
-            "select step, status, ran_at from runs where workflow = ? and occurrence = ?"
-            " order by due_at",
+            "select step, status, ran_at, reason, note from runs where workflow = ?"
+            " and occurrence = ? order by due_at",
             [workflow.name, occurrence],
         )
-    ]
+    ]  # fmt: skip
     failed = [
         (r[0], r[1] or "")
         for r in db.execute(
@@ -133,7 +138,7 @@ def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
         )
     ]
     return Status(
-        workflow.name, occurrence, occurrence_day(workflow.schedule, occurrence),
+        workflow.name, workflow.title, occurrence, occurrence_day(workflow.schedule, occurrence),
         sorted(rows, key=lambda r: r.name.lower()), runs,
         outbox.counts(db, workflow.name, occurrence), failed,
         _suppressed(engine, workflow, occurrence, [r.id for r in rows]),
@@ -241,18 +246,57 @@ def _as_sent(raw: bytes) -> Rendered:
     return Rendered(str(message["Subject"] or ""), parts["plain"] or "", parts["html"])
 
 
-def export_answers(engine: Engine, fmt: str, workflow: Workflow | None = None) -> str:
-    """Every answer, one row per (workflow, occurrence, respondent, message), CSV or JSON."""
+def export_answers(
+    engine: Engine, fmt: str, workflow: Workflow | None = None, *, spreadsheet: bool = False
+) -> str:
+    """Every answer, one row per (workflow, occurrence, respondent, message), CSV or JSON.
+
+    Each row carries the answer's whole text, and ``superseded_by`` the message that
+    replaced it (a later answer of the same respondent for the same occurrence). With
+    ``spreadsheet``, the CSV is for the staff's spreadsheet: column titles and statuses in
+    the configured language (``templates/reports/export.LANG.toml``), local times, ``;``
+    between columns and a UTF-8 byte order mark, as French spreadsheets expect.
+    """
+    rows = _answer_rows(engine, workflow)
+    if fmt == "json":
+        return json.dumps(rows, ensure_ascii=False, indent=2)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    columns = columns or ["workflow"]
+    buffer = io.StringIO()
+    if not spreadsheet:
+        writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return buffer.getvalue()
+    labels = _labels(engine)
+    titles = _titles(engine, labels["columns"])
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore", delimiter=";")
+    writer.writerow({c: titles.get(c, c) for c in columns})
+    tz = engine.config.timezone
+    for row in rows:
+        local = dt.datetime.fromisoformat(row["received_at"]).astimezone(tz)
+        writer.writerow(row | {
+            "received_at": local.strftime("%Y-%m-%d %H:%M"),
+            "status": labels["status"].get(row["status"], row["status"]),
+        })  # fmt: skip
+    return "\ufeff" + buffer.getvalue()
+
+
+def _answer_rows(engine: Engine, workflow: Workflow | None) -> list[dict[str, Any]]:
     roster = stored_roster(engine.db)
     addresses = {staff_respondent(s.address): s.address for s in roster.staff}
-    rows: list[dict[str, Any]] = []
     params: list[str] = []
     clause = ""
     if workflow is not None:
         clause, params = " and workflow = ?", [workflow.name]
-    for wf, occ, respondent, state, received_at, sender, data in engine.db.execute(
-        "select workflow, occurrence, respondent, status, received_at, sender, data from inbound"
-        f" where kind = 'answer'{clause} order by workflow, occurrence, respondent, received_at",
+    rows: list[dict[str, Any]] = []
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for message, wf, occ, respondent, state, received_at, sender, data in engine.db.execute(
+        "select message, workflow, occurrence, respondent, status, received_at, sender, data"
+        f" from inbound where kind = 'answer'{clause}"
+        " order by workflow, occurrence, respondent, received_at, message",
         params,
     ):
         content = json.loads(data) if data else {}
@@ -261,17 +305,34 @@ def export_answers(engine: Engine, fmt: str, workflow: Workflow | None = None) -
             "workflow": wf, "occurrence": occ,
             "respondent": who[2:] if who.startswith("d-") else addresses.get(who, who),
             "name": respondent_info(roster, who)["name"], "status": state,
-            "received_at": received_at, "sender": sender,
+            "received_at": received_at, "sender": sender, "message": message,
+            "superseded_by": None,
         }  # fmt: skip
         row |= content.get("sections", {}) | content.get("fields", {})
+        row["text"] = content.get("text", "")
+        if state in ("counted", "late"):
+            key = (wf, occ, who)
+            if key in latest:
+                latest[key]["superseded_by"] = message
+            latest[key] = row
         rows.append(row)
-    if fmt == "json":
-        return json.dumps(rows, ensure_ascii=False, indent=2)
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns or ["workflow"], extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    return rows
+
+
+def _labels(engine: Engine) -> dict[str, dict[str, str]]:
+    """Column titles and status words of a spreadsheet export, in the configured language."""
+    import tomllib
+
+    path = engine.config.templates_dir / "reports" / f"export.{engine.config.language}.toml"
+    with path.open("rb") as f:
+        data = tomllib.load(f)
+    return {"columns": dict(data.get("columns", {})), "status": dict(data.get("status", {}))}
+
+
+def _titles(engine: Engine, columns: dict[str, str]) -> dict[str, str]:
+    """Fixed columns by their title; a section or field by its workflow's first heading."""
+    titles = dict(columns)
+    for workflow in engine.workflows:
+        for heading in workflow.collect.headings if workflow.collect else ():
+            titles.setdefault(heading.key, heading.names[0])
+    return titles

@@ -111,9 +111,9 @@ def test_the_demo_tells_the_day_in_french_and_leaves_its_folder(tmp_path):
 
     # The digest is printed as the cohort received it: as it went out, word for word.
     preview = _offline(folder, "digest", "--preview", "--week", week).output
-    assert preview.startswith("(sent ")
-    subject, _, text = preview.split("\n", 1)[1].partition("\n\n")
-    assert f"Objet : {subject.removeprefix('Subject: ')}\n\n{text.strip()}" in output
+    assert preview.startswith("(Ce récapitulatif est parti le ")
+    subject, _, text = preview.split("\n\n", 1)[1].partition("\n\n")
+    assert f"Objet : {subject.removeprefix('Objet : ')}\n\n{text.strip()}" in output
     assert "Un contact au service juridique" in text and "SANS NOUVELLES" in text
 
     # The folder can be looked at once the servers are stopped, as the closing lines say.
@@ -124,8 +124,8 @@ def test_the_demo_tells_the_day_in_french_and_leaves_its_folder(tmp_path):
     assert f"-c {folder}/mailflow.toml digest --preview --week {week}" in output
     state = _offline(folder, "status", "--week", week).output
     for answered in ("Bulletins", "Datafix", "Géocarto", "Sirène"):
-        assert f"[x] {answered}: answered" in state
-    assert "[ ] Open Santé: no answer" in state and "suppressed: ancien.membre" in state
+        assert f"[x] {answered} : réponse le" in state
+    assert "[ ] Open Santé : pas de réponse" in state and "Plus de mail à ancien.membre" in state
     export = _offline(folder, "export").output
     assert export.count("\nretro,") == 4
     # The technical lines went to the log, not to the screen.
@@ -151,7 +151,8 @@ def test_the_demo_speaks_english_when_asked(tmp_path):
     assert _check_totals(told, "In all", "all accepted") == 5
 
     preview = _offline(folder, "digest", "--preview", "--week", "2026-W48").output
-    subject = preview.split("\n")[1].removeprefix("Subject: ")
+    assert preview.startswith("(This digest went out on ")
+    subject = preview.split("\n")[2].removeprefix("Subject: ")
     assert subject == "News from the teams, week 48"
     assert f"Subject: {subject}\n" in output
     assert "[x] Datafix: answered" in _offline(folder, "status", "--week", "2026-W48").output

@@ -221,7 +221,8 @@ def test_the_events_command_shows_the_planning(programme, tmp_path):
     result = p.run("events")
     assert result.exit_code == 0, result.output
     assert (
-        "2036-12-10 09:30–17:30  Session collective de décembre [session-2026-12" in result.output
+        "Le mercredi 10 décembre 2036, de 9h30 à 17h30 : Session collective de décembre\n"
+        "  [session-2026-12] session collective, pour tout le monde" in result.output
     )
     assert "Tiers-lieu, 20 avenue de Ségur, Paris" in result.output
 

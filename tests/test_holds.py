@@ -71,7 +71,7 @@ def test_a_blind_tick_past_the_grace_skips_the_step_and_says_why(programme):
     p.tick(at("13:50"))
     assert len(p.inbox(p.defis["alpha"][0])) == 1  # never reminded by guess
     status = p.run("status", "--week", "2026-W48").output
-    assert "reminder-1: skipped" in status
+    assert "reminder-1 : pas faite : la boîte n'a pas pu être lue à temps" in status
     texts = [text_of(m) for m in notices(p)]
     assert len(texts) == 2  # held at 12:00, given up at 13:45
     assert "Pas envoyé" in texts[1]
@@ -249,7 +249,7 @@ def test_human_mail_nobody_else_reads_is_listed_to_the_staff_once(programme, new
     assert "Re:" in text and cohort in text  # the reply to the digest
     assert outsider in text and "Alpha" in text  # the non-member's answer for alpha
     status = p.run("status", "--week", "2026-W48").output
-    assert status.count("to read:") == 3 and "not listed" not in status
+    assert status.count(", de ") == 3 and "pas encore signalé" not in status  # the three to read
     p.tick("2026-12-01T09:30:00+01:00")
     assert len([m for m in p.inbox(p.staff[0]) if "en attente" in str(m["Subject"])]) == 1
 

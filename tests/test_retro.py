@@ -136,7 +136,7 @@ def test_a_whole_friday(programme):
     }  # fmt: skip
     assert len(p.inbox(p.config.addresses.cohort)) == 1
     status = p.run("status", "--week", "2026-W48").output
-    assert "[x] Alpha" in status and "[ ] Delta: no answer" in status
+    assert "[x] Alpha" in status and "[ ] Delta : pas de réponse" in status
 
 
 def test_a_late_answer_goes_into_the_next_digest(programme):

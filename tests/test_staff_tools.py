@@ -81,9 +81,9 @@ def test_previewing_a_week_that_never_ran_says_so_first(programme):
     p = staffed(programme)
     friday(p, "2026-12-11")
     sent = p.run("digest", "--week", "2026-W50", "--preview").output
-    assert sent.splitlines()[0].startswith("(sent ")
+    assert sent.splitlines()[0].startswith("(Ce récapitulatif est parti le ven. 11 déc. 2026")
     never = p.run("digest", "--week", "2026-W49", "--preview").output
-    assert never.splitlines()[0].startswith("(not sent: the request of 2026-W49 never went out")
+    assert never.splitlines()[0].startswith("(Pas envoyé : la demande de 2026-W49 n'est pas partie")
 
 
 def test_an_answer_after_the_notes_is_in_the_next_notes(programme, tmp_path):
@@ -189,7 +189,9 @@ def test_status_keeps_an_answer_whatever_comes_after_it(programme, new_address):
     p.wait_shared(4)
     p.tick("2026-11-27T16:00:00+01:00")
     status = p.run("status", "--week", "2026-W48").output
-    alpha = next(line for line in status.splitlines() if "Alpha" in line)
-    beta = next(line for line in status.splitlines() if "Beta" in line)
-    assert "[x]" in alpha and f"non_member reply from {outsider}" in alpha
-    assert "[x]" in beta and "LATE" not in beta and "corrected after the digest" in beta
+    lines = status.splitlines()
+    alpha = lines.index(next(line for line in lines if "Alpha" in line))
+    beta = next(line for line in lines if "Beta" in line)
+    assert "[x]" in lines[alpha]
+    assert f"et un message de {outsider} : pas membre du défi, non compté" in lines[alpha + 1]
+    assert "[x]" in beta and beta.endswith(", corrigée après le récapitulatif")  # not late

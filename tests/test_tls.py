@@ -65,7 +65,7 @@ def test_an_unknown_certificate_keeps_mail_queued(programme, localmail, certific
         )
         result = untrusted.run("tick", "--at", at("09:00"))
         assert result.exit_code == 1 and "certificate is refused" in result.output
-        assert "1 queued" in untrusted.run("status", "--week", "2026-W48").output
+        assert "1 en attente d'envoi" in untrusted.run("status", "--week", "2026-W48").output
     finally:
         server.stop()
     assert server.deliveries == []
@@ -80,7 +80,7 @@ def test_a_wrong_login_keeps_mail_queued(programme, localmail, certificate):
         })  # fmt: skip
         result = wrong.run("tick", "--at", at("09:00"))
         assert result.exit_code == 1 and "login refused for someone-else" in result.output
-        assert "1 queued" in wrong.run("status", "--week", "2026-W48").output
+        assert "1 en attente d'envoi" in wrong.run("status", "--week", "2026-W48").output
     finally:
         server.stop()
     assert server.deliveries == []
