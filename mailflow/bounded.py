@@ -39,6 +39,10 @@ READ = frozenset({
     "mime-version", "content-type", "content-transfer-encoding", "content-disposition",
 })  # fmt: skip
 _PARAMETERS = frozenset({"content-type", "content-disposition"})
+_ADDRESSES = frozenset({
+    "from", "sender", "to", "cc", "bcc", "reply-to", "delivered-to", "x-original-to",
+    "envelope-to", "return-path",
+})  # fmt: skip
 
 _LINE_END = re.compile(rb"\r\n|\r|\n")
 _BLANK_LINE = re.compile(rb"(?:\r\n|\r(?!\n)|\n)(?:\r\n|\r(?!\n)|\n)")
@@ -56,11 +60,32 @@ _BARE_CR_OR_LF = re.compile(rb"\r(?!\n)|(?<!\r)\n")
 _NESTING_HINTS = (b"oundary", b"OUNDARY", b"essage/", b"ESSAGE/")
 
 
-class CappedMessage(email.message.Message):
-    """A message whose header fields are capped as the parser stores them.
+def cut_field(name: str, value: str, limit: int) -> str:
+    """A field's value within ``limit`` characters (``name`` in lower case).
 
-    ``capped`` names the fields that were cut (References keeps its end, where the
-    nearest message is); ``ignored`` counts fields left out past ``MAX_FIELDS``.
+    References keeps its end (the nearest message is last); address fields their start
+    and end, whole addresses where commas allow (a long name comes before its address);
+    other fields their start.
+    """
+    if len(value) <= limit:
+        return value
+    if name == "references":
+        tail = value[-limit:]
+        return tail[max(tail.find("<"), 0) :]
+    if name in _ADDRESSES:
+        head, tail = value[: limit // 2], value[-(limit // 2) :]
+        last, first = head.rfind(","), tail.find(",")
+        if last > 0 and first >= 0:
+            return head[:last] + tail[first:]
+        return head + " " + tail
+    return value[:limit]
+
+
+class CappedMessage(email.message.Message):
+    """A message whose header fields are capped (``cut_field``) as the parser stores them.
+
+    ``capped`` names the fields that were cut; ``ignored`` counts fields left out past
+    ``MAX_FIELDS``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -77,11 +102,7 @@ class CappedMessage(email.message.Message):
         limit = MAX_PARAM_FIELD if key in _PARAMETERS else MAX_FIELD
         if isinstance(value, str) and len(value) > limit:
             self.capped.append(key)
-            if key == "references":
-                tail = value[-limit:]
-                value = tail[max(tail.find("<"), 0) :]
-            else:
-                value = value[:limit]
+            value = cut_field(key, value, limit)
         super().set_raw(name, value)
 
 
@@ -347,17 +368,15 @@ class _Reducer:
         return b"".join(kept), blank.end() if blank else end
 
     def _line(self, start: int, end: int, name: str) -> bytes:
-        """raw[start:end], a header line or field, within ``MAX_FIELD`` bytes and a line end.
-
-        References keeps its end: the message answered is the last one it names.
-        """
-        raw = self.raw
+        """raw[start:end], a header line (``name``: its field's, "" for a fold) within
+        ``MAX_FIELD`` bytes (cut as ``cut_field`` does) and ending in a line end."""
         if end - start <= MAX_FIELD:
-            line = raw[start:end]
-        else:
-            self._warn(f"{name or 'a'} header longer than {MAX_FIELD:,} bytes: cut")
-            if name == "references":
-                line = b"References: " + raw[end - MAX_FIELD : end]
-            else:
-                line = raw[start : start + MAX_FIELD]
-        return line if line.endswith((b"\n", b"\r")) else line + b"\r\n"
+            return self.raw[start:end]
+        if name:
+            self._warn(f"{name} header longer than {MAX_FIELD:,} bytes: cut")
+        line = self.raw[start : start + MAX_FIELD]
+        if name == "references" or name in _ADDRESSES:  # their end matters too
+            tail = self.raw[max(end - MAX_FIELD, start + MAX_FIELD) : end].rstrip(b"\r\n")
+            field, _, value = (line + tail).decode("latin-1").partition(":")  # byte for byte
+            line = f"{field}:{cut_field(name, value, MAX_FIELD)}".encode("latin-1")
+        return line + b"\r\n"
