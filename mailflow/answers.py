@@ -61,9 +61,11 @@ class Verdict:
 
 
 def pending_messages(db: sqlite_utils.Database) -> Iterable[tuple[int, ParsedMessage]]:
+    # A message that could not be read has only its header parsed: it is no answer.
     rows = db.execute(
         "select p.message, p.data from parsed p left join inbound i on i.message = p.message"
-        " where i.message is null order by p.message"
+        " where i.message is null and json_extract(p.data, '$.unreadable') is null"
+        " order by p.message"
     ).fetchall()
     for message, data in rows:
         yield message, ParsedMessage.from_json(json.loads(data))
