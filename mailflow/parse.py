@@ -88,14 +88,28 @@ def display(text: str, cut: bool = False) -> str:
     return text[: MAX_DISPLAY - 1].rstrip() + "…"
 
 
+class _Decoded(dict[str, list[str]]):
+    """Header values by lower-case name, decoded when first asked for with ``get``
+    (most of a header is never read: Received, DKIM, ARC…)."""
+
+    def __init__(self, raw: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.raw = raw
+
+    def get(self, key: str, default: Any = None) -> Any:  
+        if key not in self:
+            if key not in self.raw:
+                return default
+            self[key] = [decode_header(v) for v in self.raw[key]]
+        return self[key]
+
+
 def _headers(msg: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Every header by lower-case name: decoded, and raw (for addresses)."""
-    decoded: dict[str, list[str]] = defaultdict(list)
+    """Every header by lower-case name: decoded (on demand), and raw (for addresses)."""
     raw: dict[str, list[str]] = defaultdict(list)
     for name, value in msg.raw_items():
-        decoded[name.lower()].append(decode_header(value))
         raw[name.lower()].append(str(value))
-    return decoded, raw
+    return _Decoded(raw), raw
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str:
