@@ -69,10 +69,12 @@ def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str | No
         try:
             text = data.decode(name)
         except UnicodeDecodeError as e:
-            if e.reason != "unexpected end of data" or e.end != len(data):
+            # Cut in the middle of its last character (a part read only in part), after
+            # characters that prove the charset: the rest is this charset all the same.
+            # ("caf\xe9" proves nothing: latin-1 mislabelled, it falls back as before.)
+            cut = e.reason == "unexpected end of data" and e.end == len(data)
+            if not cut or data[: e.start].isascii():
                 continue
-            # Cut in the middle of its last character (a part read only in part): the
-            # rest is this charset all the same.
             text = data[: e.start].decode(name)
         except LookupError:
             continue

@@ -96,7 +96,7 @@ class _Decoded(dict[str, list[str]]):
         super().__init__()
         self.raw = raw
 
-    def get(self, key: str, default: Any = None) -> Any:  
+    def get(self, key: str, default: Any = None) -> Any:
         if key not in self:
             if key not in self.raw:
                 return default

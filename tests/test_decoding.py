@@ -13,7 +13,7 @@ import quopri
 
 import pytest
 
-from mailflow.mime import decode_base64
+from mailflow.mime import decode_base64, decode_bytes
 from mailflow.parse import parse_message
 
 from .conftest import text_of
@@ -103,6 +103,14 @@ def test_broken_base64_is_recovered_as_far_as_it_goes_and_says_so():
     warnings = []
     # Two encoded pieces run together, each padded: both decoded.
     assert decode_base64(base64.b64encode(b"ab") + base64.b64encode(b"c"), warnings) == b"abc"
+
+
+def test_text_cut_inside_its_last_character_stays_utf8():
+    data = "Besoins : un accès VPN à Lyon".encode()
+    assert decode_bytes(data[:-6], "utf-8") == ("Besoins : un accès VPN ", None)
+    assert decode_bytes(data[:-6]) == ("Besoins : un accès VPN ", None)
+    # A last byte that proves nothing is latin-1 mislabelled, read as before.
+    assert decode_bytes(b"caf\xe9", "utf-8")[0] == "café"
 
 
 def gmail_base64(request: bytes, sender: str, name: str, body: str) -> bytes:
