@@ -118,18 +118,17 @@ def read_message(raw: bytes) -> tuple[CappedMessage, list[str]]:
     """Parse ``raw`` within bounds; the warnings say what was cut or left out."""
     warnings: list[str] = []
     raw, header_lines = _repaired(raw, warnings)
-    hints = sum(raw.count(h) for h in _NESTING_HINTS)
     ordinary = (
         len(raw) <= LARGE
-        and hints <= 40
         and header_lines <= MAX_FIELDS
+        and sum(raw.count(h) for h in _NESTING_HINTS) <= 40  # boundaries, message/* parts
         and raw.count(b"\n--") <= 2 * MAX_PARTS
     )
     if ordinary:
         try:
             return _feed([raw]), warnings
-        except RecursionError:
-            pass  # nested deeper than the hints told: read it reduced
+        except Exception:  # RecursionError: nested deeper than the hints told
+            pass  # read it reduced (what fails then is reported by the caller)
     return _feed(_Reducer(raw, warnings).run()), warnings
 
 
@@ -164,6 +163,8 @@ def _repaired(raw: bytes, warnings: list[str]) -> tuple[bytes, int]:
     dominant = b"\r\n" if 2 * crlf >= lf else b"\n"
     pattern = _BARE_CR_OR_LF if dominant == b"\r\n" else _BARE_CR
     head = raw[:end]
+    if not pattern.search(head):
+        return raw, lf
 
     def line_break(m: re.Match[bytes]) -> bytes:
         return dominant if _HEADER_LINE.match(head, m.end()) else b" "
