@@ -5,13 +5,12 @@ fetched with ``BODY.PEEK[]`` (nothing is marked read) ``imap.batch_size`` at a t
 ones one at a time after their size is read, so memory stays flat; a message over
 ``imap.max_message_size`` only has its header fetched (at most ``MAX_HEADER`` bytes) and
 is quarantined, with a ``parsed`` record of what its header says and why it is
-unreadable. After a
-UIDVALIDITY change, Message-IDs are read first and messages already stored only gain a
-location. Each group is committed in one transaction together with the folder's new last
-UID: a process killed at any point re-fetches at most the group it was in, and stores
-nothing twice. Parsing comes after, from the stored bytes, and can be re-run; each parse
-has ``PARSE_SECONDS`` (a message that cannot be read in time is retried, then
-quarantined like one whose parse fails, with the record of its header).
+unreadable. After a UIDVALIDITY change, Message-IDs are read first and messages already
+stored only gain a location. Each group is committed in one transaction together with
+the folder's new last UID: a process killed at any point re-fetches at most the group it
+was in, and stores nothing twice. Parsing comes after, from the stored bytes, and can be
+re-run; each parse has ``PARSE_SECONDS`` (a message that cannot be read in time is
+retried, then quarantined like one whose parse fails, with the record of its header).
 """
 
 from __future__ import annotations
@@ -165,7 +164,7 @@ def sync_folder(
         _measure(client, [i for i in items if i.uid in large and not i.known], cfg)
         for group in _groups(items, large):
             _fetch(client, group)
-            _store(db, (folder, uidvalidity), group, report, (cfg.max_message_size, spec))
+            _store(db, folder, uidvalidity, group, report, cfg.max_message_size, spec)
         done += len(batch)
         if progress:
             progress(folder, done, len(uids))
@@ -265,17 +264,18 @@ def _fetch(client: IMAPClient, group: list[_Fetched]) -> None:
 
 def _store(
     db: sqlite_utils.Database,
-    where: tuple[str, int],
+    folder: str,
+    uidvalidity: int,
     group: list[_Fetched],
     report: FolderReport,
-    oversized: tuple[int, SectionSpec | None],
+    limit: int,
+    spec: SectionSpec | None,
 ) -> None:
     """Insert a group's messages and locations and advance the folder, all or nothing.
 
-    ``where``: (folder, UIDVALIDITY); ``oversized``: (size limit, sections) for the
-    records of messages too large to fetch.
+    A message over ``limit`` (only its header fetched) gets its ``parsed`` record in the
+    same transaction, with the sections of ``spec``.
     """
-    folder, uidvalidity = where
     stored_at = now_utc()
     fetched = [i for i in group if i.raw is not None and not i.known]
     located = [i for i in group if i.raw is not None or i.known]
@@ -304,7 +304,7 @@ def _store(
         )
         for item in fetched:
             if not item.complete:
-                _record_header_only(db, item, *oversized)
+                _record_header_only(db, item, limit, spec)
     report.stored += inserted
     report.duplicates += len(located) - inserted
     if len(group) == 1 and not group[0].complete:
@@ -394,8 +394,9 @@ def parse_pending(
 ) -> tuple[int, int, int]:
     """Parse stored messages not parsed yet, each at most once per call.
 
-    A message whose parse raises is kept with the error and tried again on a later call;
-    after ``MAX_PARSE_ATTEMPTS`` failures it is quarantined. Returns (parsed, retry,
+    A message whose parse raises or runs out of time is kept with the error and tried
+    again on a later call; after ``MAX_PARSE_ATTEMPTS`` failures it is quarantined, with
+    a ``parsed`` record of its header saying why. Returns (parsed, retry,
     quarantined) counts. With many messages pending (a first sync), parsing runs in
     ``workers`` processes (default: one per CPU) while this one writes the results.
     """
