@@ -63,7 +63,7 @@ class Watcher:
         self.idle_supported = cfg.idle
         self.backoff = 0.0
         self.retry_at = 0.0
-        self.announced: tuple[int, int] | None = None  # stored state when it last said "mail"
+        self.announced: tuple[int, ...] = ()  # (stored, folder's last UID) when it said "mail"
         self.missing_since = 0.0  # when the folder was found missing (0: it is there)
 
     def wait(self, timeout: float) -> str:
@@ -151,10 +151,11 @@ class Watcher:
             return False
         stored = self.stored(self.folder)
         behind = stored[1] < last if stored[0] == validity else stored[0] != 0 or last > 0
-        # Said once per stored state: if the caller's pass stored nothing (its fetch
-        # failed), idling beats asking it again at once, in a loop.
-        if behind and stored != self.announced:
-            self.announced = stored
+        # Said once per state: if the caller's pass stored nothing (its fetch failed),
+        # idling beats asking it again at once, in a loop, until more mail comes.
+        state = (*stored, last)
+        if behind and state != self.announced:
+            self.announced = state
             return True
         return False
 

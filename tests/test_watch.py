@@ -94,3 +94,17 @@ def test_a_missing_folder_is_looked_for_until_it_is_back(localmail, make_config)
     finally:
         creator.join()
         watcher.close()
+
+
+def test_mail_not_stored_by_the_last_pass_is_announced_once(localmail, make_config):
+    """A pass whose fetch failed stores nothing: the watcher idles instead of looping."""
+    config = make_config()
+    localmail.append(config.imap.username, sample_replies(1, seed=4))
+    watcher = _watcher(config, lambda folder: (0, 0))
+    try:
+        assert watcher.wait(0.3) == "mail"
+        assert watcher.wait(0.3) == "timeout"
+        localmail.append(config.imap.username, sample_replies(2, seed=5)[1:])
+        assert watcher.wait(5) == "mail"  # more mail: announced again
+    finally:
+        watcher.close()
