@@ -8,10 +8,13 @@ what the direct one gives on the whole corpus; ingest of a 24.6 MB message stays
 
 from __future__ import annotations
 
+import email.policy
+import random
 import subprocess
 import sys
 import time
 import unicodedata
+from email.message import EmailMessage, MIMEPart
 
 import pytest
 
@@ -55,6 +58,53 @@ def test_hostile_messages_parse_in_time_with_sender_and_thread(name):
 def test_reading_reduced_gives_what_reading_directly_gives(monkeypatch):
     """Every corpus message and a sample of replies, read through the reducer."""
     messages = [p.read_bytes() for p in corpus_files()] + sample_replies(40, seed=11)
+    direct = [parse_message(raw, SPEC).to_json() for raw in messages]
+    monkeypatch.setattr(bounded, "LARGE", 0)
+    for raw, expected in zip(messages, direct, strict=True):
+        assert parse_message(raw, SPEC).to_json() == expected
+
+
+WORDS = ["Victoires :", "la démo", "Besoins :", "un accès VPN", "Difficultés :", "RAS", "Humeur :"]
+
+
+def _random_part(rng: random.Random, depth: int) -> MIMEPart:
+    """A random MIME tree: text and HTML (base64, quoted-printable), attachments, messages."""
+    part = MIMEPart(policy=email.policy.SMTP)
+    text = "\n".join(" ".join(rng.choices(WORDS, k=rng.randint(1, 12))) for _ in range(3))
+    kind = rng.random() if depth else rng.random() * 0.8
+    cte = rng.choice(["base64", "quoted-printable"])
+    if kind < 0.3:
+        part.set_content(text, cte=cte)
+    elif kind < 0.45:
+        part.set_content(f"<p>{text}</p>", subtype="html", cte=cte)
+    elif kind < 0.6:
+        data = rng.randbytes(rng.randint(10, 400))
+        part.set_content(data, maintype="application", subtype="pdf", filename="cr.pdf")
+    elif kind < 0.8:
+        inner = EmailMessage(policy=email.policy.SMTP)
+        inner["From"], inner["Subject"] = "Léa <lea@geocarto.test>", "Tr: semaine 48"
+        inner.set_content(text, cte="quoted-printable")
+        part.set_content(inner)
+    else:
+        part.set_type(f"multipart/{rng.choice(['mixed', 'alternative', 'related', 'digest'])}")
+        for _ in range(rng.randint(1, 4)):
+            part.attach(_random_part(rng, depth - 1))
+        part.preamble = "This is a multi-part message." if rng.random() < 0.3 else None
+        part.epilogue = "epilogue" if rng.random() < 0.3 else None
+    return part
+
+
+def test_reading_reduced_gives_what_reading_directly_gives_on_random_structures(monkeypatch):
+    rng = random.Random(20261127)
+    messages = []
+    for i in range(150):
+        msg = EmailMessage(policy=email.policy.SMTP)
+        msg["From"], msg["Subject"] = "Camille <camille@bulletins.test>", "Re: semaine 48"
+        msg["Message-ID"] = f"<random-{i}@bulletins.test>"
+        top = _random_part(rng, rng.randint(1, 5))
+        msg.set_type(top.get_content_type())
+        msg.set_payload(top.get_payload())
+        messages.append(msg.as_bytes())
     direct = [parse_message(raw, SPEC).to_json() for raw in messages]
     monkeypatch.setattr(bounded, "LARGE", 0)
     for raw, expected in zip(messages, direct, strict=True):
