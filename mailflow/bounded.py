@@ -94,15 +94,16 @@ class CappedMessage(email.message.Message):
         self.ignored = 0
 
     def set_raw(self, name: str, value: Any) -> None:
-        key = name.lower()
         count = len(self._headers)  # type: ignore[attr-defined]
-        if count >= 2 * MAX_FIELDS or (count >= MAX_FIELDS and key not in READ):
+        if count >= MAX_FIELDS and (count >= 2 * MAX_FIELDS or name.lower() not in READ):
             self.ignored += 1
             return
-        limit = MAX_PARAM_FIELD if key in _PARAMETERS else MAX_FIELD
-        if isinstance(value, str) and len(value) > limit:
-            self.capped.append(key)
-            value = cut_field(key, value, limit)
+        if isinstance(value, str) and len(value) > MAX_PARAM_FIELD:  # rare: the check first
+            key = name.lower()
+            limit = MAX_PARAM_FIELD if key in _PARAMETERS else MAX_FIELD
+            if len(value) > limit:
+                self.capped.append(key)
+                value = cut_field(key, value, limit)
         super().set_raw(name, value)
 
 
