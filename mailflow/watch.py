@@ -101,7 +101,13 @@ class Watcher:
             log.warning("cannot watch the mailbox (%s): retrying in %.0fs", e, self.backoff)
             return False
         self.client, self.backoff = client, 0.0
-        self.selected = self._select()
+        try:
+            self.selected = self._select()
+        except IMAP_ERRORS as e:  # gone again at once: as any lost connection
+            log.warning("IMAP connection lost while selecting %s (%s)", self.folder, e)
+            self._drop()
+            self.retry_at = time.monotonic() + 1.0
+            return False
         return True
 
     def _select(self) -> int:
