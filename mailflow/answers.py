@@ -161,6 +161,8 @@ def judge(
     db: sqlite_utils.Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
 ) -> Verdict:
     sender = (parsed.from_address or "").lower()
+    if parsed.unreadable:
+        return _unreadable(db, collecting, secret, parsed)
     if parsed.automatic == "bounce":
         return _bounce(db, parsed)
     if parsed.automatic:
@@ -185,6 +187,30 @@ def judge(
     if found:
         return _answer(db, found[0], found[1], respondent, sender, parsed, "membership")
     return Verdict("reply", "recorded", respondent=respondent)
+
+
+def _unreadable(
+    db: sqlite_utils.Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
+) -> Verdict:
+    """A message mailflow could not read (too large, or it could not be parsed): whose it is.
+
+    Only its header was read, so it is never counted nor acknowledged; it is tied to the
+    request it answers when it can be, so that the digest says the défi wrote, and the
+    staff's daily mail lists it for a person to read.
+    """
+    data: dict[str, object] = {"unreadable": parsed.unreadable}
+    token = tokens.first_token(secret, parsed.thread_ids)
+    if token is not None and token.workflow in collecting and token.recipient[:2] in ("d-", "s-"):
+        return Verdict("answer", "unreadable", token.workflow, token.occurrence, token.recipient,
+                       "token", data)  # fmt: skip
+    defis = defis_of(db, (parsed.from_address or "").lower())
+    found = _latest_request(db, collecting, defi_respondent(defis[0])) if len(defis) == 1 else None
+    if found:
+        workflow, occurrence = found
+        respondent = defi_respondent(defis[0])
+        return Verdict("answer", "unreadable", workflow.name, occurrence, respondent,
+                       "membership", data)  # fmt: skip
+    return Verdict("unreadable", "recorded", data=data)
 
 
 def _bounce(db: sqlite_utils.Database, parsed: ParsedMessage) -> Verdict:

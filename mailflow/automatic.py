@@ -42,7 +42,9 @@ _AUTO_SUBJECT = re.compile(
 _FAILED_LINE = re.compile(
     r"^(final-recipient|original-recipient)\s*:\s*(?:rfc822\s*;)?\s*(.+)$", re.I
 )
-_EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
+# Tried only where a run of address characters starts: from inside one it is the same
+# match or none, and trying each position made a long run quadratic.
+_EMAIL = re.compile(r"(?<![A-Za-z0-9._%+'-])[A-Za-z0-9._%+'-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _STATUS = re.compile(r"^status\s*:\s*([245]\.\d{1,3}\.\d{1,3})", re.I | re.M)
 # An enhanced status code after an SMTP reply code ("550 5.1.1", "451-4.7.1") or qmail's
 # "(#5.1.1)", for bounces without a delivery-status part.

@@ -61,7 +61,7 @@ class Daemon:
         self.heartbeat = heartbeat
         self.signals = 0
         self.watcher = (
-            Watcher(engine.config.imap, self.stop, poll=heartbeat, stored_uid=self._stored_uid)
+            Watcher(engine.config.imap, self.stop, poll=heartbeat, stored=self._stored)
             if idle
             else None
         )
@@ -69,10 +69,12 @@ class Daemon:
         self._wake = threading.Event()
         self._workflow_files = self._workflow_state()
 
-    def _stored_uid(self, folder: str) -> int:
-        row = self.engine.db.execute("select last_uid from folders where name = ?", [folder])
-        found = row.fetchone()
-        return int(found[0]) if found else 0
+    def _stored(self, folder: str) -> tuple[int, int]:
+        """(UIDVALIDITY, last UID) of what is stored of ``folder``; (0, 0) before any sync."""
+        row = self.engine.db.execute(
+            "select uidvalidity, last_uid from folders where name = ?", [folder]
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1

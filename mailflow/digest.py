@@ -123,8 +123,13 @@ def digest_context(
         ]
         for key in keys
     }
+    unreadable = set(latest_answers(db, workflow.name, occurrence, "unreadable"))
     missing = sorted(
-        (respondent_info(roster, r) for r in asked_ids if r not in answers),
+        (
+            respondent_info(roster, r) | {"unreadable": r in unreadable}
+            for r in asked_ids
+            if r not in answers
+        ),
         key=lambda who: who["name"].lower(),
     )
     return {

@@ -19,6 +19,7 @@ _SKIP = {"head", "script", "style", "title", "xml", "template", "noscript"}
 _VOID = {"br", "hr", "img", "meta", "link", "input", "col", "area", "base", "wbr"}
 _SPACES = re.compile(r"[ \t\r\n\f\u00a0\u202f]+")
 MAX_QUOTE_DEPTH = 10
+_CHUNK = 64 * 1024  # fed at a time, so that a limit on the text stops the work early
 
 
 class _TextBuilder(HTMLParser):
@@ -32,6 +33,7 @@ class _TextBuilder(HTMLParser):
         self.pre = 0
         self.lists: list[list[int | None]] = []  # [counter] for ol, [None] for ul
         self.pending_prefix = ""
+        self.size = 0  # characters in ``lines``
 
     # -- lines --------------------------------------------------------------------------
     def newline(self, *, force: bool = False) -> None:
@@ -40,6 +42,7 @@ class _TextBuilder(HTMLParser):
             # that a crafted nesting cannot make the text grow with its square.
             prefix = "> " * min(self.line_depth, MAX_QUOTE_DEPTH)
             self.lines.append((prefix + self.line.rstrip()).rstrip())
+            self.size += len(self.lines[-1]) + 1
         self.line = ""
         self.line_depth = self.quote_depth
 
@@ -143,11 +146,17 @@ class _TextBuilder(HTMLParser):
         return text.strip("\n")
 
 
-def html_to_text(html: str) -> str:
-    """The visible text of an HTML document, one line per line the reader would see."""
+def html_to_text(html: str, limit: int | None = None) -> str:
+    """The visible text of an HTML document, one line per line the reader would see.
+
+    With ``limit``, conversion stops once about that many characters of text are out.
+    """
     builder = _TextBuilder()
     try:
-        builder.feed(html)
+        for start in range(0, len(html), _CHUNK):
+            builder.feed(html[start : start + _CHUNK])
+            if limit is not None and builder.size > limit:
+                break
         builder.close()
     except (AssertionError, ValueError):
         pass  # html.parser gives up on some broken markup: keep what was read so far

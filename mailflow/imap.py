@@ -34,6 +34,10 @@ def connect(cfg: ImapConfig) -> IMAPClient:
         )
     except IMAP_ERRORS as e:
         raise MailServerError(f"{where}: {explain('IMAP', e, cfg.security, 'imap')}") from e
+    # imapclient sets imaplib's debug level to 5 to log through ``logging``: imaplib then
+    # builds the repr() of every literal it reads, whatever the log level, which is over
+    # twice a large message's size in memory. mailflow never logs protocol traffic.
+    client._imap.debug = 0
     try:
         if cfg.security == "starttls":
             client.starttls(context)

@@ -3,31 +3,39 @@
 Folders are synced by UID. One ``SEARCH LARGER`` finds the large messages; small ones are
 fetched with ``BODY.PEEK[]`` (nothing is marked read) ``imap.batch_size`` at a time, large
 ones one at a time after their size is read, so memory stays flat; a message over
-``imap.max_message_size`` only has its header fetched and is quarantined. After a
-UIDVALIDITY change, Message-IDs are read first and messages already stored only gain a
-location. Each group is committed in one transaction together with the folder's new last
-UID: a process killed at any point re-fetches at most the group it was in, and stores
-nothing twice. Parsing comes after, from the stored bytes, and can be re-run.
+``imap.max_message_size`` only has its header fetched (at most ``MAX_HEADER`` bytes) and
+is quarantined, with a ``parsed`` record of what its header says and why it is
+unreadable. After a UIDVALIDITY change, Message-IDs are read first and messages already
+stored only gain a location. Each group is committed in one transaction together with
+the folder's new last UID: a process killed at any point re-fetches at most the group it
+was in, and stores nothing twice. Parsing comes after, from the stored bytes, and can be
+re-run; each parse has ``PARSE_SECONDS`` (a message that cannot be read in time is
+retried, then quarantined like one whose parse fails, with the record of its header).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import multiprocessing
 import os
 import re
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from types import FrameType
 
 import sqlite_utils
 from imapclient import IMAPClient
 
+from .bounded import MAX_HEADER
 from .config import ImapConfig
 from .db import now_utc, transaction
 from .imap import session
-from .parse import ParsedMessage, parse_message
+from .parse import ParsedMessage, parse_header, parse_message
 from .sections import SectionSpec
 
 log = logging.getLogger(__name__)
@@ -35,6 +43,9 @@ log = logging.getLogger(__name__)
 POOL_THRESHOLD = 1000  # pending messages from which parsing is worth extra processes
 MAX_PARSE_ATTEMPTS = 3
 SMALL_MESSAGE = 64 * 1024  # below this, messages are fetched 500 at a time without sizing
+PARSE_SECONDS = 10.0  # for one message; a bounded parse takes well under one
+WINDOW_BYTES = 32 * 1024 * 1024  # of stored messages read at once for parsing
+_HEADER_ITEM = f"BODY.PEEK[HEADER]<0.{MAX_HEADER}>"
 _MSGID = re.compile(rb"<[^<>\s]+>")
 _MESSAGE_ID_HEADER = re.compile(rb"(?i)message-id[ \t]*:((?:[^\r\n]|\r?\n[ \t])*)")
 _SPACES = re.compile(rb"\s+")
@@ -114,9 +125,9 @@ def ingest(
     report = IngestReport()
     if client is None:
         with session(cfg) as own:
-            report.folders = [sync_folder(db, own, f, cfg, progress) for f in cfg.folders]
+            report.folders = [sync_folder(db, own, f, cfg, progress, spec) for f in cfg.folders]
     else:
-        report.folders = [sync_folder(db, client, f, cfg, progress) for f in cfg.folders]
+        report.folders = [sync_folder(db, client, f, cfg, progress, spec) for f in cfg.folders]
     report.parsed, report.retry, report.quarantined = parse_pending(db, spec)
     return report
 
@@ -127,8 +138,12 @@ def sync_folder(
     folder: str,
     cfg: ImapConfig,
     progress: Progress | None = None,
+    spec: SectionSpec | None = None,
 ) -> FolderReport:
-    """Store every message of ``folder`` not stored yet; safe to interrupt at any point."""
+    """Store every message of ``folder`` not stored yet; safe to interrupt at any point.
+
+    ``spec``: the sections of the records made for messages too large to fetch.
+    """
     info = client.select_folder(folder, readonly=True)
     uidvalidity = int(info[b"UIDVALIDITY"])
     report = FolderReport(folder, uidvalidity)
@@ -149,7 +164,7 @@ def sync_folder(
         _measure(client, [i for i in items if i.uid in large and not i.known], cfg)
         for group in _groups(items, large):
             _fetch(client, group)
-            _store(db, folder, uidvalidity, group, report)
+            _store(db, folder, uidvalidity, group, report, cfg.max_message_size, spec)
         done += len(batch)
         if progress:
             progress(folder, done, len(uids))
@@ -233,14 +248,14 @@ def _fetch(client: IMAPClient, group: list[_Fetched]) -> None:
     whole = [i.uid for i in group if i.complete and not i.known]
     partial = [i.uid for i in group if not i.complete and not i.known]
     bodies = client.fetch(whole, ["BODY.PEEK[]"]) if whole else {}
-    headers = client.fetch(partial, ["BODY.PEEK[HEADER]"]) if partial else {}
+    headers = client.fetch(partial, [_HEADER_ITEM]) if partial else {}
     for item in group:
         if item.known:
             continue
         data = bodies.get(item.uid) if item.complete else headers.get(item.uid)
         if data is None:
             continue  # expunged between SEARCH and FETCH
-        item.raw = data.get(b"BODY[]") if item.complete else data.get(b"BODY[HEADER]")
+        item.raw = data.get(b"BODY[]") if item.complete else data.get(b"BODY[HEADER]<0>")
         if item.raw is not None:
             item.size = item.size or len(item.raw)
             item.message_id = header_message_id(item.raw)
@@ -253,8 +268,14 @@ def _store(
     uidvalidity: int,
     group: list[_Fetched],
     report: FolderReport,
+    limit: int,
+    spec: SectionSpec | None,
 ) -> None:
-    """Insert a group's messages and locations and advance the folder, all or nothing."""
+    """Insert a group's messages and locations and advance the folder, all or nothing.
+
+    A message over ``limit`` (only its header fetched) gets its ``parsed`` record in the
+    same transaction, with the sections of ``spec``.
+    """
     stored_at = now_utc()
     fetched = [i for i in group if i.raw is not None and not i.known]
     located = [i for i in group if i.raw is not None or i.known]
@@ -281,6 +302,9 @@ def _store(
             "update folders set last_uid = max(last_uid, ?), synced_at = ? where name = ?",
             [group[-1].uid, stored_at, folder],
         )
+        for item in fetched:
+            if not item.complete:
+                _record_header_only(db, item, limit, spec)
     report.stored += inserted
     report.duplicates += len(located) - inserted
     if len(group) == 1 and not group[0].complete:
@@ -291,10 +315,59 @@ def _oversize_error(size: int) -> str:
     return f"message of {size} bytes is over imap.max_message_size: only its header was fetched"
 
 
-def _parse_one(parser: Parser, spec: SectionSpec | None, raw: bytes) -> ParsedMessage | str:
-    """The parse, or the error it raised as text (a parser bug must not stop the batch)."""
+def size_text(size: int) -> str:
+    """A size as people say it: "26.1 MB", "25 MB", "20 KB", "512 bytes"."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
+
+
+def _record_header_only(
+    db: sqlite_utils.Database, item: _Fetched, limit: int, spec: SectionSpec | None
+) -> None:
+    """The parsed record of a message too large to fetch, from its header (same transaction)."""
+    assert item.raw is not None
+    row = db.execute("select id from messages where message_key = ?", [item.key]).fetchone()
+    reason = f"too large: {size_text(item.size)}, over the {size_text(limit)} limit"
+    _insert_parsed(db, row[0], parse_header(item.raw, reason, spec), replace=False)
+
+
+class ParseTimeout(BaseException):
+    """A parse ran out of time (a BaseException: the parser's ``except Exception`` clauses,
+    there to recover from malformed mail, must not swallow it)."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float) -> Iterator[None]:
+    """Interrupt the block after ``seconds`` with ``ParseTimeout``.
+
+    Only in the main thread, where signals are delivered; a single C call (one regular
+    expression) is interrupted only when it returns.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: FrameType | None) -> None:
+        raise ParseTimeout
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        return parser(raw, spec)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _parse_one(parser: Parser, spec: SectionSpec | None, raw: bytes) -> ParsedMessage | str:
+    """The parse, or why it failed as text (a parser bug must not stop the batch)."""
+    try:
+        with _time_limit(PARSE_SECONDS):
+            return parser(raw, spec)
+    except ParseTimeout:
+        return f"parse too slow: stopped after {PARSE_SECONDS:g} s"
     except Exception as e:
         return f"parse failed: {type(e).__name__}: {e}"
 
@@ -321,8 +394,9 @@ def parse_pending(
 ) -> tuple[int, int, int]:
     """Parse stored messages not parsed yet, each at most once per call.
 
-    A message whose parse raises is kept with the error and tried again on a later call;
-    after ``MAX_PARSE_ATTEMPTS`` failures it is quarantined. Returns (parsed, retry,
+    A message whose parse raises or runs out of time is kept with the error and tried
+    again on a later call; after ``MAX_PARSE_ATTEMPTS`` failures it is quarantined, with
+    a ``parsed`` record of its header saying why. Returns (parsed, retry,
     quarantined) counts. With many messages pending (a first sync), parsing runs in
     ``workers`` processes (default: one per CPU) while this one writes the results.
     """
@@ -331,15 +405,18 @@ def parse_pending(
     if workers is None:
         workers = (os.cpu_count() or 1) if count >= POOL_THRESHOLD else 0
     if workers <= 1 or parser is not parse_message:
-        return _parse_rows(db, batch, lambda raws: (_parse_one(parser, spec, r) for r in raws))
+        return _parse_rows(
+            db, spec, batch, lambda raws: (_parse_one(parser, spec, r) for r in raws)
+        )
     context = multiprocessing.get_context("spawn")
     with context.Pool(workers, initializer=_init_worker, initargs=(spec,)) as pool:
         # imap: results stream back in order while this process writes earlier ones.
-        return _parse_rows(db, batch, lambda raws: pool.imap(_parse_in_worker, raws, 25))
+        return _parse_rows(db, spec, batch, lambda raws: pool.imap(_parse_in_worker, raws, 25))
 
 
 def _parse_rows(
     db: sqlite_utils.Database,
+    spec: SectionSpec | None,
     batch: int,
     parse_many: Callable[[list[bytes]], Iterator[ParsedMessage | str]],
     window: int = 1000,
@@ -348,22 +425,41 @@ def _parse_rows(
     after = 0
     while True:
         rows = db.execute(
-            "select id, raw, attempts from messages where status in ('new', 'retry')"
+            "select id, attempts, size from messages where status in ('new', 'retry')"
             " and id > ? order by id limit ?",
             [after, window],
         ).fetchall()
         if not rows:
             return counts[0], counts[1], counts[2]
-        results = parse_many([raw for _, raw, _ in rows])
-        for start in range(0, len(rows), batch):
-            with transaction(db):
-                for message, _, attempts in rows[start : start + batch]:
-                    _record(db, message, attempts, next(results), counts)
+        for group in _by_size(rows, WINDOW_BYTES):
+            marks = ",".join("?" * len(group))
+            ids = [message for message, _, _ in group]
+            raws = dict(db.execute(f"select id, raw from messages where id in ({marks})", ids))
+            results = parse_many([raws.pop(i) for i in ids])
+            for start in range(0, len(group), batch):
+                with transaction(db):
+                    for message, attempts, _ in group[start : start + batch]:
+                        _record(db, spec, message, attempts, next(results), counts)
         after = rows[-1][0]
+
+
+def _by_size(rows: list[tuple[int, int, int]], limit: int) -> Iterator[list[tuple[int, int, int]]]:
+    """Consecutive rows whose messages add up to at most ``limit`` bytes (or one alone)."""
+    group: list[tuple[int, int, int]] = []
+    total = 0
+    for row in rows:
+        if group and total + row[2] > limit:
+            yield group
+            group, total = [], 0
+        group.append(row)
+        total += row[2]
+    if group:
+        yield group
 
 
 def _record(
     db: sqlite_utils.Database,
+    spec: SectionSpec | None,
     message: int,
     attempts: int,
     result: ParsedMessage | str,
@@ -379,17 +475,34 @@ def _record(
         ["quarantined" if failed else "retry", attempts + 1, result, message],
     )
     counts[2 if failed else 1] += 1
+    if failed:
+        # Who sent it and in answer to what stays readable, with the reason.
+        raw = db.execute("select raw from messages where id = ?", [message]).fetchone()[0]
+        reason = f"{result} ({MAX_PARSE_ATTEMPTS} attempts)"
+        _insert_parsed(db, message, parse_header(raw, reason, spec), replace=False)
 
 
 def record_parse(db: sqlite_utils.Database, message: int, result: ParsedMessage) -> None:
-    db.execute(
-        "insert into parsed (message, from_address, from_name, subject, date, in_reply_to,"
-        " automatic, bounced_recipient, data, parsed_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " on conflict (message) do update set from_address = excluded.from_address,"
+    """Store the parse of a message and mark it parsed."""
+    _insert_parsed(db, message, result)
+    db.execute("update messages set status = 'parsed', error = null where id = ?", [message])
+
+
+def _insert_parsed(
+    db: sqlite_utils.Database, message: int, result: ParsedMessage, *, replace: bool = True
+) -> None:
+    """The ``parsed`` row of a message; ``replace=False`` keeps one already there."""
+    update = (
+        "do update set from_address = excluded.from_address,"
         " from_name = excluded.from_name, subject = excluded.subject, date = excluded.date,"
         " in_reply_to = excluded.in_reply_to, automatic = excluded.automatic,"
         " bounced_recipient = excluded.bounced_recipient, data = excluded.data,"
-        " parsed_at = excluded.parsed_at",
+        " parsed_at = excluded.parsed_at"
+    )
+    db.execute(
+        "insert into parsed (message, from_address, from_name, subject, date, in_reply_to,"
+        " automatic, bounced_recipient, data, parsed_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        f" on conflict (message) {update if replace else 'do nothing'}",
         [
             message, result.from_address, result.from_name, result.subject, result.date,
             result.in_reply_to[0] if result.in_reply_to else None, result.automatic,
@@ -397,4 +510,3 @@ def record_parse(db: sqlite_utils.Database, message: int, result: ParsedMessage)
             now_utc(),
         ],
     )  # fmt: skip
-    db.execute("update messages set status = 'parsed', error = null where id = ?", [message])

@@ -3,7 +3,9 @@
 Every decode follows the same chain: the declared charset (read as the web does, so
 ``iso-8859-1`` means windows-1252), then UTF-8, then windows-1252, then latin-1, which
 cannot fail. Nothing here raises on malformed input; what had to be recovered is
-reported in ``warnings``.
+reported in ``warnings``. What is read is bounded: header values (``bounded.MAX_FIELD``),
+``MAX_TEXT`` characters of text in all, ``MAX_HTML`` characters of one HTML part; control
+characters other than tab and newline never reach the text.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import quopri
 import re
 from dataclasses import dataclass, field
 
+from .bounded import MAX_DEPTH, MAX_FIELD, is_attachment, read_message
 from .htmltext import html_to_text
 
 Message = email.message.Message
+MAX_TEXT = 100_000  # characters read of one message: a weekly answer is a few thousand
+MAX_HTML = 1_000_000  # characters of one HTML part converted (about half a second)
 
 # Labels that browsers and mail clients treat as windows-1252, a superset that also
 # decodes the bytes 0x80-0x9F (€, ’, œ) that Windows clients put in "latin-1" mail.
@@ -27,7 +32,9 @@ _WINDOWS_1252_ALIASES = {"iso-8859-1", "iso8859-1", "latin-1", "latin1", "us-asc
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?\s]*)\?=")
 _BETWEEN_WORDS = re.compile(r"(\?=)\s+(=\?)")
 _SURROGATE = re.compile("[\udc80-\udcff]")
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f]+")
+_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]+")
+_TEXT_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]+")  # all but tab and newline
+_BASE64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]+")
 _FOLD = re.compile(r"\r?\n[ \t]+")
 
 
@@ -39,6 +46,7 @@ class BodyText:
     from_html: bool = False
     attachments: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    read: int = 0  # characters of text read so far, up to MAX_TEXT
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str | None]:
@@ -60,7 +68,15 @@ def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str | No
         tried.append(name)
         try:
             text = data.decode(name)
-        except (UnicodeDecodeError, LookupError):
+        except UnicodeDecodeError as e:
+            # Cut in the middle of its last character (a part read only in part), after
+            # characters that prove the charset: the rest is this charset all the same.
+            # ("caf\xe9" proves nothing: latin-1 mislabelled, it falls back as before.)
+            cut = e.reason == "unexpected end of data" and e.end == len(data)
+            if not cut or data[: e.start].isascii():
+                continue
+            text = data[: e.start].decode(name)
+        except LookupError:
             continue
         if name in candidates or not declared:
             return text, None
@@ -86,7 +102,7 @@ def unfold(value: object) -> str:
     """A raw header value on one line, 8-bit bytes decoded, encoded words left as they are."""
     if value is None:
         return ""
-    text = str(value)
+    text = str(value)[:MAX_FIELD]
     if not text.isascii() and _SURROGATE.search(text):
         # compat32 keeps undecodable 8-bit header bytes as surrogates: recover the bytes.
         text = decode_bytes(text.encode("utf-8", "surrogateescape"))[0]
@@ -131,26 +147,36 @@ def _payload_bytes(part: Message, warnings: list[str]) -> bytes:
         return b""
     raw = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else payload
     if cte == "base64":
-        cleaned = re.sub(rb"[^A-Za-z0-9+/]", b"", raw)
-        usable = cleaned[: len(cleaned) - len(cleaned) % 4]
-        try:
-            decoded = base64.b64decode(usable)
-        except binascii.Error:
-            warnings.append("base64 part could not be decoded")
-            return b""
-        if len(usable) != len(cleaned):
-            warnings.append("truncated base64 part: decoded what was complete")
-        return decoded
+        return decode_base64(raw, warnings)
     if cte == "quoted-printable":
         return quopri.decodestring(raw)
     return raw
 
 
-def _is_attachment(part: Message) -> bool:
-    disposition = str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
-    return disposition == "attachment" or (
-        bool(part.get_filename()) and part.get_content_maintype() != "text"
-    )
+def decode_base64(raw: bytes, warnings: list[str]) -> bytes:
+    """Base64 as the sender encoded it, every byte; broken input decoded as far as it goes."""
+    data = raw.translate(None, b" \t\r\n")  # line wrapping, not data
+    try:
+        return binascii.a2b_base64(data, strict_mode=True)
+    except binascii.Error:
+        pass
+    cleaned = _BASE64_JUNK.sub(b"", data)
+    if len(cleaned) != len(data):
+        warnings.append(
+            f"base64 part: {len(data) - len(cleaned)} characters outside the alphabet ignored"
+        )
+    decoded, lost = [], False
+    # Padding ends a piece: several encoded pieces may have been run together.
+    for piece in cleaned.split(b"="):
+        if len(piece) % 4 == 1:  # a lone character cannot encode a byte
+            piece, lost = piece[:-1], True
+        if piece:
+            decoded.append(binascii.a2b_base64(piece + b"=" * (-len(piece) % 4)))
+    if lost:
+        warnings.append("truncated base64 part: decoded what was complete")
+    elif len(cleaned) == len(data):
+        warnings.append("base64 part without its padding: decoded in full")
+    return b"".join(decoded)
 
 
 def _unflow(text: str, delsp: bool) -> str:
@@ -180,7 +206,8 @@ def _unflow(text: str, delsp: bool) -> str:
 def _leaf_text(part: Message, body: BodyText) -> tuple[str, bool] | None:
     """(text, came from HTML) for a text/plain or text/html leaf, None for anything else."""
     ctype = part.get_content_type()
-    if ctype not in ("text/plain", "text/html") or _is_attachment(part):
+    left = MAX_TEXT - body.read
+    if ctype not in ("text/plain", "text/html") or is_attachment(part) or left <= 0:
         return None
     data = _payload_bytes(part, body.warnings)
     text, warning = decode_bytes(data, part.get_content_charset())
@@ -188,22 +215,32 @@ def _leaf_text(part: Message, body: BodyText) -> tuple[str, bool] | None:
         body.warnings.append(f"{ctype} part: {warning}")
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if ctype == "text/html":
-        return html_to_text(text), True
-    params = {k.lower(): v.lower() for k, v in part.get_params() or [] if isinstance(v, str)}
-    if params.get("format") == "flowed":
-        text = _unflow(text, params.get("delsp") == "yes")
-    return text, False
+        if len(text) > MAX_HTML:
+            body.warnings.append(
+                f"HTML part longer than {MAX_HTML:,} characters: the rest not read"
+            )
+        text, from_html = html_to_text(text[:MAX_HTML], limit=left), True
+    else:
+        params = {k.lower(): v.lower() for k, v in part.get_params() or [] if isinstance(v, str)}
+        if params.get("format") == "flowed":
+            text = _unflow(text[: 2 * left], params.get("delsp") == "yes")
+        from_html = False
+    if len(text) > left:
+        body.warnings.append(f"text longer than {MAX_TEXT:,} characters: the rest not read")
+        text = text[:left]
+    body.read += len(text)
+    return text, from_html
 
 
 def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] | None:
-    if depth > 50:
-        body.warnings.append("MIME nesting deeper than 50 levels: ignored below")
+    if depth > MAX_DEPTH:
+        body.warnings.append(f"MIME nesting deeper than {MAX_DEPTH} levels: ignored below")
         return None
     if not part.is_multipart():
         if part.get_content_maintype() == "multipart":
             body.warnings.append("multipart without its boundary: read as plain text")
             return _unbounded_multipart(part, body)
-        if _is_attachment(part) or part.get_content_maintype() not in ("text",):
+        if is_attachment(part) or part.get_content_maintype() not in ("text",):
             name = part.get_filename()
             if name:
                 body.attachments.append(decode_header(name))
@@ -233,13 +270,13 @@ def _unbounded_multipart(part: Message, body: BodyText) -> tuple[str, bool]:
     """A multipart whose boundary never appears: keep the lines that are not MIME scaffolding."""
     payload = part.get_payload()
     text = payload if isinstance(payload, str) else ""
-    text = decode_bytes(text.encode("utf-8", "surrogateescape"))[0]
+    text = decode_bytes(text[: 4 * MAX_TEXT].encode("utf-8", "surrogateescape"))[0]
     lines = [
         line
-        for line in text.replace("\r\n", "\n").split("\n")
+        for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
         if not re.match(r"(--\S+$|content-[\w-]+:|mime-version:)", line.strip(), re.I)
     ]
-    return "\n".join(lines), False
+    return "\n".join(lines)[:MAX_TEXT], False
 
 
 def body_text(msg: Message) -> BodyText:
@@ -252,11 +289,12 @@ def body_text(msg: Message) -> BodyText:
         result = None
     if result:
         body.text, body.from_html = result
+        body.text = _TEXT_CONTROL.sub("", body.text)
     for defect in getattr(msg, "defects", []):
         body.warnings.append(f"MIME defect: {type(defect).__name__}")
     return body
 
 
 def message_from_bytes(raw: bytes) -> Message:
-    """Parse bytes into a message with the fast, lenient compat32 policy."""
-    return email.message_from_bytes(raw)
+    """Parse bytes into a message with the fast, lenient compat32 policy, within bounds."""
+    return read_message(raw)[0]

@@ -2,7 +2,9 @@
 what the sender wrote, split into the sections a workflow collects.
 
 ``parse_message`` never raises on malformed mail: it returns what it could recover and
-lists what was wrong in ``warnings``.
+lists what was wrong in ``warnings``. Its work is bounded (see ``bounded`` and ``mime``);
+display strings (subject, names) are at most ``MAX_DISPLAY`` characters. ``parse_header``
+gives what the header alone says of a message that could not be read, and why.
 """
 
 from __future__ import annotations
@@ -10,15 +12,18 @@ from __future__ import annotations
 import email.utils
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import automatic
-from .mime import BodyText, addresses, body_text, decode_header, message_from_bytes
+from .bounded import MAX_FIELD, MAX_FIELDS, MAX_HEADER, CappedMessage, read_message
+from .mime import BodyText, addresses, body_text, decode_header
 from .reply import ReplyContext, extract_reply, looks_forwarded
 from .sections import SectionSpec
 
 _MSGID = re.compile(r"<[^<>\s]+>")
+_HEADER_END = re.compile(rb"\r?\n\r?\n")
+MAX_DISPLAY = 998  # characters of a subject or a name: the longest line a mail may have
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class ParsedMessage:
     authentication_results: tuple[str, ...] = ()
     from_html: bool = False
     warnings: tuple[str, ...] = ()
+    # Why the message could not be read ("too large: …", "parse failed: …"); what is
+    # above then comes from its header alone.
+    unreadable: str | None = None
 
     @property
     def thread_ids(self) -> tuple[str, ...]:
@@ -74,14 +82,35 @@ class ParsedMessage:
         return cls(**data)
 
 
+def display(text: str, cut: bool = False) -> str:
+    """``text`` within ``MAX_DISPLAY`` characters, "…" marking what was cut (or ``cut``)."""
+    if len(text) <= MAX_DISPLAY and not cut:
+        return text
+    return text[: MAX_DISPLAY - 1].rstrip() + "…"
+
+
+class _Decoded(dict[str, list[str]]):
+    """Header values by lower-case name, decoded when first asked for with ``get``
+    (most of a header is never read: Received, DKIM, ARC…)."""
+
+    def __init__(self, raw: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.raw = raw
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            if key not in self.raw:
+                return default
+            self[key] = [decode_header(v) for v in self.raw[key]]
+        return self[key]
+
+
 def _headers(msg: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
-    """Every header by lower-case name: decoded, and raw (for addresses)."""
-    decoded: dict[str, list[str]] = defaultdict(list)
+    """Every header by lower-case name: decoded (on demand), and raw (for addresses)."""
     raw: dict[str, list[str]] = defaultdict(list)
     for name, value in msg.raw_items():
-        decoded[name.lower()].append(decode_header(value))
         raw[name.lower()].append(str(value))
-    return decoded, raw
+    return _Decoded(raw), raw
 
 
 def _first(headers: dict[str, list[str]], name: str) -> str:
@@ -95,7 +124,7 @@ def _date(value: str, warnings: list[str]) -> str | None:
     try:
         parsed = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
-        warnings.append(f"unreadable Date header {value!r}")
+        warnings.append(f"unreadable Date header {display(value)[:200]!r}")
         return None
     return parsed.isoformat()
 
@@ -107,9 +136,8 @@ def _empty(spec: SectionSpec | None, kind: str) -> dict[str, str | None]:
 
 def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
     """Interpret a raw message; ``spec`` names the sections to split the reply into."""
-    warnings: list[str] = []
     try:
-        msg = message_from_bytes(raw)
+        msg, warnings = read_message(raw)
         headers, raw_headers = _headers(msg)
     except Exception as e:  # the stdlib parser gave up: report it, keep going with nothing
         return ParsedMessage(
@@ -117,24 +145,26 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
             sections=_empty(spec, "section"), fields=_empty(spec, "field"),
             warnings=(f"unparseable message: {type(e).__name__}: {e}",),
         )  # fmt: skip
+    warnings.extend(_cut_headers(msg))
     senders = [a for value in raw_headers.get("from", []) for a in addresses(value)]
     sender = senders or addresses(_first(raw_headers, "sender"))
     if not sender:
         warnings.append("no usable From header")
-    subject = _first(headers, "subject")
+    subject = display(_first(headers, "subject"), "subject" in msg.capped)
+    name = display(sender[0][0], "from" in msg.capped) if sender else ""
     message_ids = _MSGID.findall(_first(headers, "message-id"))
     if not message_ids:
         warnings.append("no Message-ID header")
     body = body_text(msg)
     warnings.extend(body.warnings)
     verdict = automatic.classify(msg, headers, raw_headers, body.text)
-    text, sections, fields = _content(body, spec, sender[0][0] if sender else "", subject)
+    text, sections, fields = _content(body, spec, name, subject)
     if verdict.kind is not None:
         sections, fields = _empty(spec, "section"), _empty(spec, "field")
     return ParsedMessage(
         message_id=message_ids[0] if message_ids else None,
         from_address=sender[0][1] if sender else None,
-        from_name=sender[0][0] if sender else "",
+        from_name=name,
         subject=subject,
         date=_date(_first(headers, "date"), warnings),
         senders=tuple(a for _, a in senders),
@@ -149,17 +179,45 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
         in_reply_to=tuple(_MSGID.findall(_first(headers, "in-reply-to"))),
         references=tuple(_MSGID.findall(" ".join(headers.get("references", [])))),
         automatic=verdict.kind,
-        automatic_reason=verdict.reason,
+        automatic_reason=display(verdict.reason),
         bounced_recipient=verdict.bounced_recipient,
         bounce_status=verdict.status,
         text=text,
         sections=sections,
         fields=fields,
-        attachments=tuple(body.attachments),
+        attachments=tuple(display(a) for a in body.attachments),
         authentication_results=tuple(headers.get("authentication-results", [])),
         from_html=body.from_html,
         warnings=tuple(warnings),
     )
+
+
+def _cut_headers(msg: CappedMessage) -> list[str]:
+    """What was left out of the header fields, for the warnings."""
+    cut = [f"{name} header longer than {MAX_FIELD:,} characters: cut" for name in msg.capped]
+    if msg.ignored:
+        cut.append(f"{msg.ignored} header fields past the first {MAX_FIELDS:,} ignored")
+    return cut
+
+
+def parse_header(raw: bytes, unreadable: str, spec: SectionSpec | None = None) -> ParsedMessage:
+    """What the header of ``raw`` alone says (sender, subject, thread), and ``unreadable``.
+
+    For a message stored header-only or that could not be parsed: nothing of its body
+    is read, its sections are empty; a header that cannot be read either gives a record
+    with nothing but the reason.
+    """
+    end = _HEADER_END.search(raw, 0, MAX_HEADER)
+    head = raw[: end.end() if end else MAX_HEADER]
+    try:
+        parsed = parse_message(head if end else head + b"\r\n\r\n", spec)
+    except Exception as e:  # the header itself breaks the parser: keep the reason at least
+        parsed = ParsedMessage(
+            None, None, "", "", None,
+            sections=_empty(spec, "section"), fields=_empty(spec, "field"),
+            warnings=(f"header unparseable: {type(e).__name__}: {e}",),
+        )  # fmt: skip
+    return replace(parsed, text="", from_html=False, attachments=(), unreadable=unreadable)
 
 
 def _content(

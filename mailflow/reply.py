@@ -19,9 +19,9 @@ import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from .mime import MAX_TEXT
 from .sections import normalize
 
-MAX_TEXT = 100_000  # characters read of one message: a weekly answer is a few thousand
 MAX_TAIL_PASSES = 10  # sign-off, then footer, then signature…: a few passes at most
 
 

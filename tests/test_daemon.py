@@ -416,3 +416,67 @@ def test_doctor_says_what_is_wrong_in_plain_words(programme, make_config):
     down = make_config(smtp={"port": 1})
     result = CliRunner().invoke(cli, ["-c", str(down.path), "doctor"], env=ENV)
     assert "FAIL SMTP: SMTP 127.0.0.1:1: nothing listens there" in result.output
+
+
+def _reply(p, member: str, body: str) -> bytes:
+    return clients.gmail(p.localmail.fetch(member)[0], member, "A", body)
+
+
+def _stored_within(database: Path, expected: int, timeout: float) -> float:
+    """Seconds until ``expected`` messages are stored (fails after ``timeout``)."""
+    start = time.monotonic()
+    eventually(lambda: count(database, "select count(*) from messages") >= expected,
+               timeout, f"{expected} messages stored")  # fmt: skip
+    return time.monotonic() - start
+
+
+def test_idle_survives_the_watched_folder_deleted_and_recreated(programme, tmp_path):
+    """Dovecot refuses to delete INBOX (RFC 3501), so the daemon watches another folder."""
+    p = programme({"alpha": 1}, imap={"folders": ["Replies"]})
+    client = p.localmail.imap(p.shared)
+    client.create_folder("Replies")
+    p.tick("2026-11-27T09:00:00+01:00")
+    a0 = p.defis["alpha"][0]
+    d = Daemon(p.config.path, tmp_path / "daemon.log", "--heartbeat", "600").wait_ready()
+    try:
+        # Three replies stored: the recreated folder's UIDs start again below the last one.
+        for i in range(3):
+            client.append("Replies", _reply(p, a0, f"Victoires :\navant {i}"))
+        _stored_within(p.config.database, 3, 10)
+        client.delete_folder("Replies")
+        time.sleep(2)  # the daemon sees the folder gone, and ticks without it
+        client.create_folder("Replies")
+        time.sleep(0.5)
+        client.append("Replies", _reply(p, a0, "Victoires :\naprès"))
+        latency = _stored_within(p.config.database, 4, 30)
+        print(f"stored {latency:.2f} s after delivery into the recreated folder")
+        assert latency < 2
+        client.append("Replies", _reply(p, a0, "Victoires :\nencore après"))
+        latency = _stored_within(p.config.database, 5, 30)
+        print(f"then {latency:.2f} s for the next reply")
+        assert latency < 2
+    finally:
+        client.logout()
+        assert d.stop() == 0
+
+
+def test_idle_survives_a_new_uidvalidity_of_inbox(programme, localmail, tmp_path):
+    """The server renumbers INBOX under the idling daemon (as after a restore)."""
+    p = programme({"alpha": 1})
+    p.tick("2026-11-27T09:00:00+01:00")
+    a0 = p.defis["alpha"][0]
+    d = Daemon(p.config.path, tmp_path / "daemon.log", "--heartbeat", "600").wait_ready()
+    try:
+        p.swaks(_reply(p, a0, "Victoires :\navant"), a0)
+        _stored_within(p.config.database, 1, 10)
+        doveadm = ["doveadm", "-c", str(localmail.dovecot.config), "mailbox", "update",
+                   "-u", p.shared, "--uid-validity", "4242", "INBOX"]  # fmt: skip
+        subprocess.run(doveadm, check=True, capture_output=True)
+        time.sleep(1)
+        p.swaks(_reply(p, a0, "Victoires :\naprès"), a0)
+        latency = _stored_within(p.config.database, 2, 30)
+        print(f"stored {latency:.2f} s after delivery into the renumbered INBOX")
+        assert latency < 2
+    finally:
+        assert d.stop() == 0
+    assert count(p.config.database, "select uidvalidity from folders") == 4242
