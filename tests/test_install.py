@@ -415,7 +415,7 @@ def test_the_service_runs_as_its_user_and_the_staff_read_the_live_database(
     assert readme.all_run(1)
     staff = [*as_staff, mailflow, "-c", config]
     status = check([*staff, "status", "--week", "2026-W49"], env=BASE_ENV)
-    assert "[ ] Alpha: no answer" in status and "step request: " in status, status
+    assert "[ ] Alpha : pas de réponse" in status and "request : faite" in status, status
     answer = "Victoires :\nLa démo est en ligne.\n\nDifficultés :\nRAS\n\nBesoins :\nRien\n"
     raw = clients.reply("gmail", request, site.members[0], "Camille", answer)
     localmail.send(raw, [site.shared], site.members[0])
@@ -439,7 +439,7 @@ def test_the_service_runs_as_its_user_and_the_staff_read_the_live_database(
         ):
             assert time.monotonic() < deadline, status
             time.sleep(0.2)
-        assert f"[x] Alpha: answered ven. 4 déc. 2026 10:00 by {site.members[0]}" in status, status
+        assert f"[x] Alpha : réponse le ven. 4 déc. 2026 10:00, de {site.members[0]}" in status
         live = {p.name for p in database.parent.iterdir()}
         assert {"mailflow.db-wal", "mailflow.db-shm"} <= live, "the daemon's database is not open"
         export = check([*staff, "export", "--format", "csv"], env=BASE_ENV)
