@@ -38,8 +38,8 @@ def _rss() -> float:
 
 
 def _parse(path: str, queue: Any) -> None:
-    from mailflow.parse import parse_message
-    from mailflow.workflow import collect_spec
+    from mailflow.programme.workflow import collect_spec
+    from mailflow.receiving.parse import parse_message
 
     spec = collect_spec(ROOT / "workflows")
     raw = Path(path).read_bytes()
@@ -57,10 +57,10 @@ def _parse(path: str, queue: Any) -> None:
 
 def _ingest(port: int, folder: str, database: str, queue: Any) -> None:
     from mailflow.config import ImapConfig
-    from mailflow.db import open_db
-    from mailflow.ingest import ingest
     from mailflow.localmail import PASSWORD
-    from mailflow.workflow import collect_spec
+    from mailflow.programme.workflow import collect_spec
+    from mailflow.receiving.ingest import ingest
+    from mailflow.store.db import open_db
 
     cfg = ImapConfig(
         host="127.0.0.1", port=port, security="none", username=USER,

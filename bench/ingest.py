@@ -26,12 +26,12 @@ from typing import Any
 from imapclient import IMAPClient
 
 from mailflow.config import ImapConfig
-from mailflow.db import open_db
-from mailflow.imap import session
-from mailflow.ingest import parse_pending, sync_folder
 from mailflow.localmail import PASSWORD, LocalMail
 from mailflow.localmail.samples import sample_replies
-from mailflow.workflow import collect_spec
+from mailflow.programme.workflow import collect_spec
+from mailflow.receiving.imap import session
+from mailflow.receiving.ingest import parse_pending, sync_folder
+from mailflow.store.db import open_db
 
 USER = "bench@bench.test"
 FOLDER = "INBOX"

@@ -23,16 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mailflow.admin.reports import find_workflow
 from mailflow.config import load_config
-from mailflow.db import open_db, transaction
-from mailflow.digest import digest_context
-from mailflow.engine import Engine
 from mailflow.localmail import PASSWORD, LocalMail
 from mailflow.localmail.samples import DIFFICULTIES, NEEDS, VICTORIES
-from mailflow.occurrences import occurrence_day
-from mailflow.reports import find_workflow
-from mailflow.send import deliver
-from mailflow.steps import Occurrence, base_context
+from mailflow.programme.digest import digest_context
+from mailflow.programme.occurrences import occurrence_day
+from mailflow.programme.steps import Occurrence, base_context
+from mailflow.running.engine import Engine
+from mailflow.sending.send import deliver
+from mailflow.store.db import open_db, transaction
 
 ENV = {"MAILFLOW_IMAP_PASSWORD": PASSWORD, "MAILFLOW_SECRET": "bench"}
 

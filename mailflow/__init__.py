@@ -15,18 +15,20 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Config": "config",
     "load_config": "config",
-    "open_db": "db",
+    "open_db": "store.db",
     "ConfigError": "errors",
     "MailServerError": "errors",
     "MailflowError": "errors",
-    "ingest": "ingest",
-    "ParsedMessage": "parse",
-    "parse_message": "parse",
+    "Engine": "running.engine",
+    "ingest": "receiving.ingest",
+    "ParsedMessage": "receiving.parse",
+    "parse_message": "receiving.parse",
 }
 
 __all__ = [
     "Config",
     "ConfigError",
+    "Engine",
     "MailServerError",
     "MailflowError",
     "ParsedMessage",
@@ -38,10 +40,11 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .config import Config, load_config
-    from .db import open_db
     from .errors import ConfigError, MailflowError, MailServerError
-    from .ingest import ingest
-    from .parse import ParsedMessage, parse_message
+    from .receiving.ingest import ingest
+    from .receiving.parse import ParsedMessage, parse_message
+    from .running.engine import Engine
+    from .store.db import open_db
 
 
 def __getattr__(name: str) -> Any:

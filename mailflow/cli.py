@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from .config import Config
-    from .engine import Engine
-    from .workflow import Workflow
+    from .programme.workflow import Workflow
+    from .running.engine import Engine
 
 
 class _Group(click.Group):
@@ -50,7 +50,7 @@ def cli(ctx: click.Context, config_path: str | None, verbose: bool) -> None:
     """mailflow: an email-first workflow engine."""
     import logging
 
-    from .logs import setup_logging
+    from .running.logs import setup_logging
 
     setup_logging(logging.INFO if verbose else logging.WARNING)
     ctx.obj = {"config_path": config_path, "verbose": verbose}
@@ -77,7 +77,7 @@ def init(folder: str, database: str | None) -> None:
     """
     from pathlib import Path
 
-    from .site import KINDS, SECRETS, init_site
+    from .admin.site import KINDS, SECRETS, init_site
 
     report = init_site(Path(folder), database)
     for verb, names in (("added", report.added), ("kept as it was", report.kept)):
@@ -122,8 +122,8 @@ def parse(
     import json
     from pathlib import Path
 
-    from .parse import parse_message
-    from .workflow import collect_spec
+    from .programme.workflow import collect_spec
+    from .receiving.parse import parse_message
 
     folder = Path(workflows_dir) if workflows_dir else _workflows_dir(ctx)
     spec = collect_spec(folder, workflow_name)
@@ -147,10 +147,10 @@ def _workflows_dir(ctx: click.Context) -> Path:
 @click.pass_context
 def ingest(ctx: click.Context) -> None:
     """Store every new message of the configured IMAP folders, then parse them."""
-    from .db import open_db
-    from .ingest import ingest as run_ingest
-    from .lock import Lock
-    from .workflow import collect_spec
+    from .programme.workflow import collect_spec
+    from .receiving.ingest import ingest as run_ingest
+    from .running.lock import Lock
+    from .store.db import open_db
 
     config = _config(ctx)
     config.imap.require_password()
@@ -182,7 +182,7 @@ def ingest(ctx: click.Context) -> None:
 
 def _engine(ctx: click.Context, *, preflight: bool = True) -> Engine:
     """The configured engine; read-only commands skip rendering every template first."""
-    from .engine import Engine
+    from .running.engine import Engine
 
     return Engine(_config(ctx), preflight=preflight)
 
@@ -217,7 +217,7 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out:
     """Ingest, then do everything due at this instant; running it twice sends nothing twice."""
     from pathlib import Path
 
-    from .lock import Lock
+    from .running.lock import Lock
 
     engine = _engine(ctx)
     engine.config.require_secrets()
@@ -268,7 +268,7 @@ def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path) -> None:
 def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
     import re
 
-    from .reports import current_occurrence
+    from .admin.reports import current_occurrence
 
     if week is None:
         return current_occurrence(engine, workflow)
@@ -292,7 +292,7 @@ def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
 @click.pass_context
 def status(ctx: click.Context, week: str | None, workflow_name: str | None) -> None:
     """Show, per défi (or person asked), whether and when it answered, and the outbox."""
-    from . import reports
+    from .admin import reports
 
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
@@ -307,7 +307,7 @@ def _say(engine: Engine, template: str, context: dict[str, Any]) -> None:
 
 
 def _workflow(engine: Engine, name: str | None) -> Workflow:
-    from . import reports
+    from .admin import reports
 
     try:
         return reports.find_workflow(engine, name)
@@ -334,7 +334,7 @@ def digest(
     """Show a digest as it went out, or as it would go out now, without sending it."""
     from pathlib import Path
 
-    from . import reports
+    from .admin import reports
 
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
@@ -372,7 +372,7 @@ def export(
     """Export every answer, by occurrence and défi, as CSV or JSON, with its whole text."""
     from pathlib import Path
 
-    from . import reports
+    from .admin import reports
 
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name) if workflow_name else None
@@ -387,8 +387,8 @@ def export(
 @click.pass_context
 def roster(ctx: click.Context) -> None:
     """Show the défis, their members and the staff, as stored; addresses no longer mailed."""
-    from .roster import stored_roster
-    from .suppression import suppressed
+    from .programme.roster import stored_roster
+    from .sending.suppression import suppressed
 
     engine = _engine(ctx, preflight=False)
     stored = stored_roster(engine.db)
@@ -404,7 +404,7 @@ def roster(ctx: click.Context) -> None:
 @click.pass_context
 def events(ctx: click.Context, show_all: bool) -> None:
     """Show the events as stored (after reading the planning file and the calendar)."""
-    from .events import stored_events
+    from .programme.events import stored_events
 
     engine = _engine(ctx, preflight=False)
     now = dt.datetime.now(dt.UTC)
@@ -419,7 +419,7 @@ def events(ctx: click.Context, show_all: bool) -> None:
 @click.pass_context
 def doctor(ctx: click.Context) -> None:
     """Check the config, database, workflows, roster and both mail servers, in plain words."""
-    from .doctor import checks
+    from .admin.doctor import checks
 
     failed = 0
     for check in checks(ctx.obj["config_path"]):
@@ -450,9 +450,9 @@ def run(
     import logging
     from pathlib import Path
 
-    from .clock import FileClock
-    from .daemon import Daemon
-    from .logs import setup_logging
+    from .running.clock import FileClock
+    from .running.daemon import Daemon
+    from .running.logs import setup_logging
 
     setup_logging(logging.INFO, log_format)
     engine = _engine(ctx)
@@ -481,7 +481,7 @@ def demo(folder: str, friday: dt.datetime | None, language: str) -> None:
     """Play a whole Friday of the retrospective on loopback Dovecot and SMTP servers."""
     from pathlib import Path
 
-    from .demo import next_friday, run_demo
+    from .admin.demo import next_friday, run_demo
 
     day = friday.date() if friday else next_friday(dt.date.today())
     run_demo(Path(folder), day, click.echo, language=language, program=_program())

@@ -26,9 +26,9 @@ from click.testing import CliRunner
 
 from mailflow.cli import cli
 from mailflow.config import Config, load_config
-from mailflow.engine import Engine
 from mailflow.errors import LocalMailError
 from mailflow.localmail import PASSWORD, LocalMail
+from mailflow.running.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"

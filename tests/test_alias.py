@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 
-from mailflow import authresults
 from mailflow.localmail import clients
+from mailflow.receiving import authresults
 
 from .conftest import text_of
 

@@ -18,11 +18,11 @@ from email.message import EmailMessage, MIMEPart
 
 import pytest
 
-from mailflow import bounded
 from mailflow.localmail import hostile
 from mailflow.localmail.samples import sample_replies
-from mailflow.parse import MAX_DISPLAY, parse_message
-from mailflow.workflow import collect_spec
+from mailflow.programme.workflow import collect_spec
+from mailflow.receiving import bounded
+from mailflow.receiving.parse import MAX_DISPLAY, parse_message
 
 from .conftest import ENV, ROOT, corpus_files
 
@@ -234,8 +234,8 @@ def test_ingest_of_a_message_just_under_the_limit_stays_under_200_mb(localmail, 
     localmail.append(config.imap.username, [hostile.with_attachments(24.6)])
     code = (
         "import json, sys, time\n"
-        "from mailflow.config import load_config\nfrom mailflow.db import open_db\n"
-        "from mailflow.ingest import ingest\n"
+        "from mailflow.config import load_config\nfrom mailflow.store.db import open_db\n"
+        "from mailflow.receiving.ingest import ingest\n"
         "config = load_config(sys.argv[1], {'MAILFLOW_IMAP_PASSWORD': 'secret'})\n"
         "db = open_db(config.database)\nstart = time.perf_counter()\n"
         "report = ingest(db, config.imap)\n"

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from mailflow.cli import cli
-from mailflow.parse import parse_message
-from mailflow.workflow import collect_spec
+from mailflow.programme.workflow import collect_spec
+from mailflow.receiving.parse import parse_message
 
 from .conftest import CORPUS, ROOT, corpus_files
 

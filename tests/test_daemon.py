@@ -27,8 +27,8 @@ import pytest
 from click.testing import CliRunner
 
 from mailflow.cli import cli
-from mailflow.clock import FileClock
 from mailflow.localmail import clients
+from mailflow.running.clock import FileClock
 
 from .conftest import ENV, ROOT, text_of
 

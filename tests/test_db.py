@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from mailflow.db import applied_migrations, apply_migrations, open_db, transaction
-from mailflow.migrations import MIGRATIONS
+from mailflow.store.db import applied_migrations, apply_migrations, open_db, transaction
+from mailflow.store.migrations import MIGRATIONS
 
 
 def test_migrations_are_recorded_once_in_order(tmp_path):

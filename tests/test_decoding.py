@@ -13,8 +13,8 @@ import quopri
 
 import pytest
 
-from mailflow.mime import decode_base64, decode_bytes
-from mailflow.parse import parse_message
+from mailflow.receiving.mime import decode_base64, decode_bytes
+from mailflow.receiving.parse import parse_message
 
 from .conftest import text_of
 

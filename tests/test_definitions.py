@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from mailflow import tokens
-from mailflow.db import open_db
 from mailflow.errors import ConfigError, TemplateError
-from mailflow.render import Rendered, Renderer, build_message
-from mailflow.roster import load_roster, stored_roster, sync_roster
-from mailflow.workflow import load_workflow, load_workflows
+from mailflow.programme.roster import load_roster, stored_roster, sync_roster
+from mailflow.programme.workflow import load_workflow, load_workflows
+from mailflow.sending import tokens
+from mailflow.sending.render import Rendered, Renderer, build_message
+from mailflow.store.db import open_db
 
 from .conftest import ROOT
 

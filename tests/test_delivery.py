@@ -10,11 +10,11 @@ from collections import Counter
 
 import pytest
 
-from mailflow.db import open_db
 from mailflow.localmail import clients
-from mailflow.outbox import Outgoing, queue
-from mailflow.parse import parse_message
-from mailflow.render import Rendered, build_message
+from mailflow.receiving.parse import parse_message
+from mailflow.sending.outbox import Outgoing, queue
+from mailflow.sending.render import Rendered, build_message
+from mailflow.store.db import open_db
 
 from .conftest import CORPUS, text_of
 from .test_alias import MX, command

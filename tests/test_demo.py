@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from mailflow.admin.demo import next_friday
 from mailflow.cli import cli
-from mailflow.demo import next_friday
 
 # What the staff must never read: step ids, statuses, message kinds, UTC, keys, and
 # respondents ("d-bulletins", though a "stand-up" is fine).
@@ -172,8 +172,8 @@ KINDS = ("request", "reminder", "digest", "staff_digest", "invitation", "help", 
 @pytest.mark.parametrize("language", ["fr", "en"])
 def test_every_branch_of_the_narration_renders(language):
     """The branches a demo day does not reach render too, in plain words, in each language."""
-    from mailflow.demo import Narrator
-    from mailflow.render import Renderer
+    from mailflow.admin.demo import Narrator
+    from mailflow.sending.render import Renderer
 
     from .conftest import ROOT
 

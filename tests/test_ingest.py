@@ -14,10 +14,10 @@ from email.policy import SMTP
 from click.testing import CliRunner
 
 from mailflow.cli import cli
-from mailflow.db import open_db
-from mailflow.ingest import MAX_PARSE_ATTEMPTS, ingest, parse_pending
 from mailflow.localmail.samples import sample_replies
-from mailflow.parse import parse_message
+from mailflow.receiving.ingest import MAX_PARSE_ATTEMPTS, ingest, parse_pending
+from mailflow.receiving.parse import parse_message
+from mailflow.store.db import open_db
 
 from .conftest import ENV
 
@@ -149,7 +149,7 @@ def test_parse_failures_are_retried_then_quarantined(localmail, make_config):
     replies = sample_replies(4, seed=8)
     localmail.append(config.imap.username, replies)
     db = open_db(config.database)
-    from mailflow.ingest import session, sync_folder
+    from mailflow.receiving.ingest import session, sync_folder
 
     with session(config.imap) as client:
         sync_folder(db, client, "INBOX", config.imap)

@@ -12,8 +12,8 @@ import datetime as dt
 import json
 import shutil
 
-from mailflow import tokens
 from mailflow.localmail import clients
+from mailflow.sending import tokens
 
 from .conftest import ROOT, text_of
 

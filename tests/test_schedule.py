@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mailflow.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
-from mailflow.workflow import Schedule, Step
+from mailflow.programme.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
+from mailflow.programme.workflow import Schedule, Step
 
 PARIS = ZoneInfo("Europe/Paris")
 WEEKLY = Schedule(every="week", day="friday", holidays="FR")

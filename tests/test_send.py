@@ -12,10 +12,10 @@ import sys
 import threading
 from collections import Counter
 
-from mailflow.db import open_db
-from mailflow.engine import Engine
-from mailflow.outbox import Outgoing, queue
-from mailflow.send import deliver
+from mailflow.running.engine import Engine
+from mailflow.sending.outbox import Outgoing, queue
+from mailflow.sending.send import deliver
+from mailflow.store.db import open_db
 
 from .conftest import ENV, text_of
 from .test_retro import at

@@ -17,9 +17,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
+from mailflow.admin.site import MANIFEST, differences, digest, init_site, shipped_files
 from mailflow.cli import cli
 from mailflow.config import load_config, shipped
-from mailflow.site import MANIFEST, differences, digest, init_site, shipped_files
 
 from .conftest import ENV, ROOT
 
@@ -63,8 +63,8 @@ def test_init_makes_a_complete_site(tmp_path):
 
 
 def test_the_example_roster_and_planning_load_and_mail_nobody_real(tmp_path):
-    from mailflow.events import load_planning
-    from mailflow.roster import load_roster
+    from mailflow.programme.events import load_planning
+    from mailflow.programme.roster import load_roster
 
     init(str(tmp_path))
     roster = load_roster(tmp_path / "roster.toml")

@@ -14,11 +14,17 @@ import time
 from email.message import EmailMessage
 from email.policy import SMTP
 
-from mailflow.db import open_db
-from mailflow.ingest import MAX_PARSE_ATTEMPTS, ingest, parse_pending, session, sync_folder
 from mailflow.localmail import clients
 from mailflow.localmail.samples import sample_replies
-from mailflow.parse import ParsedMessage, parse_message
+from mailflow.receiving.ingest import (
+    MAX_PARSE_ATTEMPTS,
+    ingest,
+    parse_pending,
+    session,
+    sync_folder,
+)
+from mailflow.receiving.parse import ParsedMessage, parse_message
+from mailflow.store.db import open_db
 
 from .conftest import text_of
 from .test_corpus import CONTRACT_KEYS
@@ -103,7 +109,7 @@ def test_a_parse_that_runs_out_of_time_is_stopped_then_quarantined(
     db = open_db(config.database)
     with session(config.imap) as client:
         sync_folder(db, client, "INBOX", config.imap)
-    monkeypatch.setattr(importlib.import_module("mailflow.ingest"), "PARSE_SECONDS", 0.2)
+    monkeypatch.setattr(importlib.import_module("mailflow.receiving.ingest"), "PARSE_SECONDS", 0.2)
 
     def stuck(raw, spec):
         with contextlib.suppress(Exception):  # recovery in a parser must not end the limit

@@ -6,7 +6,7 @@ import threading
 import time
 
 from mailflow.localmail.samples import sample_replies
-from mailflow.watch import Watcher
+from mailflow.running.watch import Watcher
 
 
 def _watcher(config, stored):

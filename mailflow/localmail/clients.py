@@ -18,7 +18,7 @@ import html
 from email.message import EmailMessage
 from typing import Any
 
-from ..mime import addresses, body_text, decode_header
+from ..receiving.mime import addresses, body_text, decode_header
 
 CLIENTS = ("gmail", "outlook", "thunderbird", "thunderbird-inline", "iphone")
 

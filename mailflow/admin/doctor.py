@@ -1,0 +1,284 @@
+"""``mailflow doctor``: the pre-flight check of a site, each problem once, with how to fix it.
+
+Checks, in order: the config, the secrets it names, the database, the workflows, every
+mail rendered (the preflight), the headings each request shows against those its
+workflow reads, the order of each workflow's steps, the roster, the IMAP mailbox (login,
+folders, IDLE, whether mail to the alias is seen reaching it) and the SMTP relay. A check
+that depends on an earlier failed one says so instead of failing again. Nothing is sent
+and nothing in the mailbox is changed (folders are examined read-only).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import Config, load_config
+from ..errors import ConfigError, MailflowError
+from ..programme.workflow import Workflow
+
+ALIAS_LOOKBACK = 200  # most recent messages of each folder looked at for mail to the alias
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    warning: bool = False  # ok, but worth a look: not a failure of the check
+
+
+class Unconfirmed(MailflowError):
+    """Nothing is wrong that doctor can see, but it could not confirm the thing checked."""
+
+
+def _run(name: str, check: Callable[[], str]) -> Check:
+    try:
+        return Check(name, True, check())
+    except Unconfirmed as e:
+        return Check(name, True, str(e), warning=True)
+    except MailflowError as e:
+        return Check(name, False, str(e))
+    except OSError as e:
+        return Check(name, False, f"{type(e).__name__}: {e}")
+
+
+def checks(path: Path | str | None) -> Iterator[Check]:
+    """Every check in order; those that need what failed say so instead of failing again."""
+    try:
+        config = load_config(path)
+    except ConfigError as e:
+        yield Check("config", False, f"{e} (see `mailflow init` for a commented example)")
+        return
+    rehearsal = "; rehearsal: the clock may be moved (tick --at the future)"
+    yield Check("config", True, f"{config.path}{rehearsal if config.rehearsal else ''}")
+    yield _run("secrets", lambda: _secrets(config))
+    yield _run("database", lambda: _database(config))
+    workflows: list[Workflow] = []
+    loaded = _run("workflows", lambda: _workflows(config, workflows))
+    yield loaded
+    if not loaded.ok:
+        yield Check("templates", False, "not checked: fix the workflows first")
+    else:
+        rendered: dict[str, str] = {}
+        templates = _run("templates", lambda: _templates(config, rendered))
+        yield templates
+        if templates.ok:
+            yield from _headings(workflows, rendered)
+        yield from _order(config, workflows)
+    yield from _copies(config)
+    yield _run("roster", lambda: _roster(config))
+    yield _run("IMAP", lambda: _imap(config))
+    yield _run("alias", lambda: _alias(config))
+    yield _run("SMTP", lambda: _smtp(config))
+
+
+def _secrets(config: Config) -> str:
+    config.require_secrets()
+    named = [f"${config.imap.password_env}"]
+    named += [f"${config.smtp.password_env}"] if config.smtp.username else []
+    token = (
+        f"${config.security.secret_env}"
+        if config.security.secret
+        else f"${config.security.secret_env} unset: a secret kept in the database signs tokens"
+    )
+    return f"{', '.join(named)} set; {token}"
+
+
+def _database(config: Config) -> str:
+    from ..store.db import open_db
+
+    db = open_db(config.database)
+    result = db.execute("pragma quick_check").fetchone()[0]
+    if result != "ok":
+        raise MailflowError(f"{config.database} is damaged: {result}")
+    messages = db.execute("select count(*) from messages").fetchone()[0]
+    quarantined = db.execute(
+        "select count(*) from messages where status = 'quarantined'"
+    ).fetchone()[0]
+    note = f", {quarantined} quarantined (see `mailflow status`)" if quarantined else ""
+    return f"{config.database}: {messages} messages stored{note}"
+
+
+def _workflows(config: Config, found: list[Workflow]) -> str:
+    from ..programme.workflow import load_workflows
+
+    found.extend(load_workflows(config.workflows_dir))
+    names = ", ".join(f"{w.name} ({len(w.steps)} steps)" for w in found)
+    return f"{config.workflows_dir}: {names or 'no workflow files'}"
+
+
+def _templates(config: Config, rendered: dict[str, str]) -> str:
+    from ..running.engine import Engine
+    from ..running.preflight import check
+
+    engine = Engine(config, preflight=False)
+    texts = check(engine, engine.languages(), cached=False)
+    rendered.update(texts)
+    return f"{config.templates_dir}: every mail renders ({len(texts)} templates, with samples)"
+
+
+def _headings(workflows: list[Workflow], rendered: dict[str, str]) -> Iterator[Check]:
+    """Each request and reminder shows a heading the workflow reads, for every section."""
+    for workflow in workflows:
+        spec = workflow.collect
+        if spec is None:
+            continue
+        asking = [s for s in workflow.steps if s.action == "send" and s.to.startswith("each_")]
+        for step in asking:
+            for name, text in sorted(rendered.items()):
+                if not name.startswith(step.template + "."):
+                    continue
+                shown = {m.key for m in map(spec.match, text.splitlines()) if m is not None}
+                missing = [k for k in spec.section_keys if k not in shown]
+                if missing:
+                    yield Check(
+                        f"headings of {name}", False,
+                        f"shows no heading that workflow {workflow.name!r} reads for "
+                        f"{', '.join(missing)}: replies written under it would not be "
+                        f"understood; write one of the headings of [[collect.sections]] in "
+                        f"the template, or add the template's words to those headings",
+                    )  # fmt: skip
+
+
+def _order(config: Config, workflows: list[Workflow]) -> Iterator[Check]:
+    """Reminders and the deadline come before the digest; the request before the reminders."""
+    from ..programme.occurrences import due_at
+
+    day = dt.date(2026, 11, 27)  # any day: steps are compared by their offsets from it
+    tz = config.timezone
+    for workflow in workflows:
+        if workflow.collect is None:
+            continue
+        dues = {s.id: due_at(s, day, tz, workflow.schedule) for s in workflow.steps}
+        digests = [s for s in workflow.steps if s.action == "digest"]
+        if not digests:
+            continue
+        first = min(digests, key=lambda s: dues[s.id])
+        opening = workflow.opening
+        for step in workflow.steps:
+            if step.action != "send" or not step.only:
+                continue
+            if dues[step.id] >= dues[first.id]:
+                yield Check(
+                    f"order of {workflow.name}", False,
+                    f"step {step.id!r} (a reminder, at {step.at:%H:%M}) is not before step "
+                    f"{first.id!r} (the digest, at {first.at:%H:%M}): it would never be sent; "
+                    "move it earlier or the digest later",
+                )  # fmt: skip
+            elif opening is not None and dues[step.id] <= dues[opening.id]:
+                yield Check(
+                    f"order of {workflow.name}", False,
+                    f"step {step.id!r} (a reminder) is not after step {opening.id!r} "
+                    "(the request): move it later",
+                )  # fmt: skip
+        deadline = workflow.deadline
+        if deadline is not None:
+            deadline_at = dt.datetime.combine(day, deadline, tzinfo=tz)
+            if deadline_at > dues[first.id]:
+                yield Check(
+                    f"order of {workflow.name}", False,
+                    f"[collect] deadline {deadline:%H:%M} is after step {first.id!r} (the "
+                    f"digest, at {first.at:%H:%M}): answers sent on time would miss it; "
+                    "set the deadline before the digest",
+                )  # fmt: skip
+
+
+def _copies(config: Config) -> Iterator[Check]:
+    """A line per copied workflow or template that is not as shipped (after an upgrade)."""
+    from .site import differences
+
+    if config.path is None:
+        return
+    copies = {"workflows": config.workflows_dir, "templates": config.templates_dir}
+    try:
+        found = differences(config.path.parent, copies)
+    except (MailflowError, OSError) as e:
+        yield Check("copies of the shipped files", False, str(e))
+        return
+    if found is None:
+        return
+    if not found:
+        yield Check("copies of the shipped files", True, "as shipped")
+    for d in found:
+        yield Check(d.path, True, d.detail)
+
+
+def _roster(config: Config) -> str:
+    from ..programme.roster import load_roster
+
+    if config.roster is None:
+        raise MailflowError("no roster: set [mailflow] roster to a file of défis and staff")
+    roster = load_roster(config.roster)
+    members = sum(len(d.members) for d in roster.defis)
+    if not roster.staff:
+        return (
+            f"{len(roster.defis)} défis, {members} members, no staff: staff mail goes to the "
+            f"alias {config.addresses.alias}"
+        )
+    return f"{len(roster.defis)} défis, {members} members, {len(roster.staff)} staff members"
+
+
+def _imap(config: Config) -> str:
+    from ..receiving.imap import session
+
+    with session(config.imap) as client:
+        found = []
+        for folder in config.imap.folders:
+            if not client.folder_exists(folder):
+                raise MailflowError(
+                    f"the folder {folder!r} does not exist in {config.imap.username}'s mailbox:"
+                    " fix [imap] folders"
+                )
+            info = client.select_folder(folder, readonly=True)
+            found.append(f"{folder}: {info[b'EXISTS']} messages")
+        idle = (
+            "IDLE supported"
+            if b"IDLE" in client.capabilities()
+            else "no IDLE: the daemon will poll"
+        )
+    return f"logged in as {config.imap.username}; {', '.join(found)}; {idle}"
+
+
+def _alias(config: Config) -> str:
+    """Whether mail to the alias is seen in the shared mailbox (the alias must route there)."""
+    from ..receiving.imap import session
+
+    alias = config.addresses.alias
+    with session(config.imap) as client:
+        for folder in config.imap.folders:
+            info = client.select_folder(folder, readonly=True)
+            count = int(info[b"EXISTS"])
+            if not count:
+                continue
+            first = max(1, count - ALIAS_LOOKBACK + 1)
+            found = client.search(["TO", alias, f"{first}:*"]) or client.search(
+                ["CC", alias, f"{first}:*"]
+            )
+            if found:
+                return (
+                    f"mail to {alias} reaches {config.imap.username} (seen in {folder}, "
+                    f"checked by looking for it among the last {ALIAS_LOOKBACK} messages)"
+                )
+    raise Unconfirmed(
+        f"no mail to {alias} seen yet in {config.imap.username}'s mailbox: make sure the "
+        "alias delivers to this mailbox (or lists it), write to the alias once, and run "
+        "doctor again to confirm"
+    )
+
+
+def _smtp(config: Config) -> str:
+    from ..sending.send import connect
+
+    client = connect(config.smtp)
+    try:
+        who = (
+            f"logged in as {config.smtp.username}"
+            if config.smtp.username
+            else "no login configured"
+        )
+        return f"{config.smtp.host}:{config.smtp.port} ({config.smtp.security}) answers; {who}"
+    finally:
+        client.quit()

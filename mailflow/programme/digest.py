@@ -1,0 +1,190 @@
+"""What a digest shows: the answers of one occurrence, arranged for the templates.
+
+The context is generic: ``answers`` (one block per respondent that answered, a défi or a
+staff member, the latest answer before the digest winning), ``by_key`` (for every section
+and field key, the non-empty contents, so a template can list the needs first),
+``missing`` (respondents asked that gave no news), ``late_answers`` (answers that
+arrived after an earlier digest and were not shown yet) and ``flags`` (addresses the
+staff should look at). Which key is shown first and how is the templates' business.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from dataclasses import dataclass
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlite_utils
+
+from .events import upcoming
+from .roster import defi_respondent, respondent_info, stored_roster
+from .workflow import Workflow
+
+UPCOMING = dt.timedelta(weeks=4)  # how far ahead a digest lists the key dates
+
+
+@dataclass(frozen=True)
+class Block:
+    who: dict[str, str]
+    sections: dict[str, str | None]
+    fields: dict[str, str | None]
+    received_at: str
+    occurrence: str
+    sender: str
+    from_name: str
+    text: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        # ``defi`` names the respondent too, so that défi-centred templates read naturally.
+        return {
+            "who": self.who, "defi": self.who, "sections": self.sections, "fields": self.fields,
+            "received_at": self.received_at, "occurrence": self.occurrence,
+            "sender": self.sender, "from_name": self.from_name, "text": self.text,
+        }  # fmt: skip
+
+
+def asked(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> list[str]:
+    """The respondents that were sent this occurrence's request."""
+    rows = db.execute(
+        "select distinct recipient from outbox where workflow = ? and occurrence = ?"
+        " and (recipient like 'd-%' or recipient like 's-%')",
+        [workflow.name, occurrence],
+    )
+    return [row[0] for row in rows]
+
+
+def latest_answers(
+    db: sqlite_utils.Database, workflow: str, occurrence: str, status: str = "counted"
+) -> dict[str, dict[str, Any]]:
+    """The latest answer of each respondent for an occurrence."""
+    rows = db.execute(
+        "select respondent, received_at, sender, data from inbound"
+        " where kind = 'answer' and workflow = ? and occurrence = ? and status = ?"
+        " order by received_at, message",
+        [workflow, occurrence, status],
+    )
+    latest: dict[str, dict[str, Any]] = {}
+    for respondent, received_at, sender, data in rows:
+        latest[respondent] = {"received_at": received_at, "sender": sender, **json.loads(data)}
+    return latest
+
+
+def _late(
+    db: sqlite_utils.Database, workflow: str, occurrence: str
+) -> list[tuple[str, str, dict[str, Any]]]:
+    rows = db.execute(
+        "select occurrence, respondent, received_at, sender, data from inbound"
+        " where kind = 'answer' and status = 'late' and workflow = ?"
+        " and (shown_in is null or shown_in = ?) and occurrence != ? order by received_at, message",
+        [workflow, occurrence, occurrence],
+    )
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for occ, respondent, received_at, sender, data in rows:
+        latest[(occ, respondent)] = {
+            "received_at": received_at,
+            "sender": sender,
+            **json.loads(data),
+        }
+    return [(occ, who, answer) for (occ, who), answer in latest.items()]
+
+
+def digest_context(
+    db: sqlite_utils.Database,
+    workflow: Workflow,
+    occurrence: str,
+    day: dt.date,
+    tz: ZoneInfo,
+) -> dict[str, Any]:
+    roster = stored_roster(db)
+    asked_ids = asked(db, workflow, occurrence) or [
+        defi_respondent(d.id) for d in roster.defis if d.active_on(day)
+    ]
+    answers = latest_answers(db, workflow.name, occurrence)
+
+    def block(respondent: str, answer: dict[str, Any], occ: str) -> Block:
+        who = respondent_info(roster, respondent)
+        return Block(
+            who, answer["sections"], answer["fields"], answer["received_at"], occ,
+            answer["sender"], answer.get("from_name", ""), answer.get("text", ""),
+        )  # fmt: skip
+
+    blocks = sorted(
+        (block(r, a, occurrence) for r, a in answers.items()), key=lambda b: b.who["name"].lower()
+    )
+    late = [block(r, a, occ) for occ, r, a in _late(db, workflow.name, occurrence)]
+    keys = workflow.collect.section_keys + workflow.collect.field_keys if workflow.collect else ()
+    by_key = {
+        key: [
+            {"who": b.who, "defi": b.who, "text": b.sections.get(key) or b.fields.get(key)}
+            for b in blocks
+            if b.sections.get(key) or b.fields.get(key)
+        ]
+        for key in keys
+    }
+    unreadable = set(latest_answers(db, workflow.name, occurrence, "unreadable"))
+    missing = sorted(
+        (
+            {**respondent_info(roster, r), "unreadable": r in unreadable}
+            for r in asked_ids
+            if r not in answers
+        ),
+        key=lambda who: str(who["name"]).lower(),
+    )
+    return {
+        "answers": [b.as_dict() for b in blocks],
+        "by_key": by_key,
+        "missing": missing,
+        "late_answers": [b.as_dict() for b in late],
+        "asked": len(asked_ids),
+        "answered": len(blocks),
+        "all_answered": not missing and bool(asked_ids),
+        "flags": open_flags(db),
+        "events": _coming_events(db, day, tz),
+        "announcements": _announcements(db, workflow.name, occurrence),
+    }
+
+
+def _coming_events(db: sqlite_utils.Database, day: dt.date, tz: ZoneInfo) -> list[dict[str, Any]]:
+    """Events of the coming weeks, for the key dates of a digest."""
+    start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
+    return [e.as_context(tz) for e in upcoming(db, start, start + UPCOMING)]
+
+
+def _announcements(
+    db: sqlite_utils.Database, workflow: str, occurrence: str
+) -> list[dict[str, str]]:
+    rows = db.execute(
+        "select text, author, created_at from announcements where workflow = ?"
+        " and (shown_in is null or shown_in = ?) order by id",
+        [workflow, occurrence],
+    )
+    return [{"text": r[0], "author": r[1], "created_at": r[2]} for r in rows]
+
+
+def open_flags(db: sqlite_utils.Database) -> list[dict[str, str]]:
+    rows = db.execute(
+        "select address, kind, detail, created_at from address_flags where reported_in is null"
+        " order by id"
+    )
+    return [{"address": r[0], "kind": r[1], "detail": r[2], "created_at": r[3]} for r in rows]
+
+
+def mark_shown(db: sqlite_utils.Database, workflow: str, occurrence: str, to_staff: bool) -> None:
+    """Late answers and announcements shown to the cohort by this digest are not shown again."""
+    if to_staff:
+        return
+    db.execute(
+        "update inbound set shown_in = ? where kind = 'answer' and status = 'late'"
+        " and workflow = ? and occurrence != ? and shown_in is null",
+        [occurrence, workflow, occurrence],
+    )
+    db.execute(
+        "update announcements set shown_in = ? where workflow = ? and shown_in is null",
+        [occurrence, workflow],
+    )
+
+
+def mark_flags_reported(db: sqlite_utils.Database, occurrence: str) -> None:
+    db.execute("update address_flags set reported_in = ? where reported_in is null", [occurrence])

@@ -1,0 +1,331 @@
+"""The staff alias: commands by mail, help requests, and staff replies that settle them.
+
+Mail to the alias (or from the staff to the shared mailbox) is taken, in this order, for:
+
+- a **command**, when its subject starts with a command keyword: obeyed only when the
+  sender is on the staff list and the trusted receiving server's Authentication-Results
+  shows DKIM, SPF or DMARC passing for the From domain. Obeyed, the sender gets a
+  confirmation saying what was done, or an error saying what was wrong; refused, it is
+  stored, not executed, and the staff are told. Every command is logged (``commands``).
+- a **staff reply** that answers a help request (by In-Reply-To/References), which
+  takes that request off the staff's reminder list;
+- a **help request**, when anyone else writes to the alias: kept until a staff member
+  answers (or a "handled" command), and listed in the staff's daily reminder meanwhile.
+
+Automatic mail (out-of-office, bounces) never gets an answer: no mail loops.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import sqlite_utils
+
+from ..config import Config
+from ..programme.roster import defi_respondent, defis_of, is_staff, stored_roster
+from ..programme.workflow import Workflow
+from ..sending import tokens
+from ..sending.outbox import Outgoing, iso
+from ..sending.render import Renderer, build_message, rewrap
+from . import authresults
+from .commands import (
+    Command,
+    Executor,
+    Outcome,
+    Request,
+    Vocabulary,
+    parse_command,
+    settle_requests,
+    waiting_requests,
+)
+from .parse import ParsedMessage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Handled:
+    """What a message to the alias is, and what to do about it inside its transaction."""
+
+    kind: str  # command, help, staff_reply
+    status: str
+    act: Callable[[sqlite_utils.Database], list[Outgoing]]
+
+
+class Desk:
+    """The alias, bound to a configured mailflow."""
+
+    def __init__(
+        self,
+        config: Config,
+        renderer: Renderer,
+        secret: str,
+        workflows: Callable[[], list[Workflow]],
+        vocabulary: Vocabulary,
+    ) -> None:
+        self.config = config
+        self.renderer = renderer
+        self.secret = secret
+        self.workflows = workflows
+        self.vocabulary = vocabulary
+
+    # -- routing -------------------------------------------------------------------------
+    def handle(
+        self, db: sqlite_utils.Database, message: int, parsed: ParsedMessage, now: dt.datetime
+    ) -> Handled | None:
+        """None for mail that is not the alias's business (answers, automatic mail)."""
+        if parsed.automatic:
+            return None
+        sender = (parsed.from_address or "").lower()
+        to_alias = self.config.addresses.alias.lower() in {
+            a.lower() for a in (*parsed.to, *parsed.cc)
+        }
+        staff = bool(sender) and (
+            is_staff(db, sender) or sender == self.config.addresses.sender.lower()
+        )
+        if not (to_alias or staff):
+            return None
+        token = tokens.first_token(self.secret, parsed.thread_ids)
+        if token is not None and (not to_alias or token.recipient[:2] in ("d-", "s-")):
+            return None  # an answer to a workflow mail, alias in copy or not: the workflow's
+        command = parse_command(parsed.subject, parsed.text, self.vocabulary)
+        if command is not None and to_alias and is_staff(db, sender):
+            # Only a staff address can give a command (which its authentication must then
+            # confirm): anyone else writing a keyword to the alias is asking for help.
+            return self._command(db, message, parsed, command, sender, now)
+
+        def settle(ids: list[int]) -> Callable[[sqlite_utils.Database], list[Outgoing]]:
+            def act(d: sqlite_utils.Database) -> list[Outgoing]:
+                settle_requests(d, ids, sender, now)
+                return []
+
+            return act
+
+        if staff:
+            answered_ids = waiting_requests(db, parsed.thread_ids)
+            if answered_ids:
+                return Handled("staff_reply", "recorded", settle(answered_ids))
+            return None
+        if to_alias:
+            return Handled("help", "waiting", lambda d: self._help(d, message, parsed, sender, now))
+        return None
+
+    def _help(
+        self,
+        db: sqlite_utils.Database,
+        message: int,
+        parsed: ParsedMessage,
+        sender: str,
+        now: dt.datetime,
+    ) -> list[Outgoing]:
+        defis = defis_of(db, sender)
+        db.execute(
+            "insert or ignore into help_requests (message, sender, respondent, subject, message_id,"
+            " received_at) values (?, ?, ?, ?, ?, ?)",
+            [
+                message,
+                sender,
+                defi_respondent(defis[0]) if len(defis) == 1 else None,
+                parsed.subject,
+                parsed.message_id,
+                iso(now),
+            ],
+        )
+        return []
+
+    # -- commands -------------------------------------------------------------------------
+    def _command(
+        self,
+        db: sqlite_utils.Database,
+        message: int,
+        parsed: ParsedMessage,
+        command: Command,
+        sender: str,
+        now: dt.datetime,
+    ) -> Handled:
+        refusal: tuple[str, str] | None
+        if len(parsed.senders) != 1:
+            refusal = ("several_senders", f"From names {len(parsed.senders)} addresses")
+        else:
+            verdict = authresults.check(
+                parsed.authentication_results, sender, self.config.security.trusted_authserv_ids
+            )
+            refusal = None if verdict.ok else (verdict.reason, verdict.detail)
+        if refusal is not None:
+            code, detail = refusal
+            log.warning("command %r from %s refused: %s", command.verb, sender, detail)
+
+            def refuse(d: sqlite_utils.Database) -> list[Outgoing]:
+                self._log(d, message, sender, command, "refused", f"{code}: {detail}", now)
+                earlier = self._unnotified(d, message, sender, now)
+                if earlier is None:
+                    return []  # the staff were told about this sender today: counted later
+                mail = self._refusal_mail(d, message, parsed, command, code, detail, now, earlier)
+                d.execute(
+                    "update commands set notified_at = ? where sender = ? and status = 'refused'"
+                    " and notified_at is null",
+                    [iso(now), sender],
+                )
+                return [mail]
+
+            return Handled("command", "refused", refuse)
+
+        def obey(d: sqlite_utils.Database) -> list[Outgoing]:
+            request = Request(d, command, message, parsed, sender, now)
+            outcome = Executor(
+                self.config, self.renderer, self.workflows, self.vocabulary, self._mail
+            ).execute(request)
+            summary = json.dumps(outcome.data, default=str, ensure_ascii=False)
+            status = "done" if outcome.ok else "failed"
+            self._log(d, message, sender, command, status, f"{outcome.code} {summary}", now)
+            return [*outcome.mails, self._reply_mail(message, parsed, outcome, now)]
+
+        return Handled("command", "executed", obey)
+
+    def _log(
+        self,
+        db: sqlite_utils.Database,
+        message: int,
+        sender: str,
+        command: Command,
+        status: str,
+        outcome: str,
+        now: dt.datetime,
+    ) -> None:
+        db.execute(
+            "insert or replace into commands (message, sender, verb, arguments, status, outcome,"
+            " created_at) values (?, ?, ?, ?, ?, ?, ?)",
+            [
+                message,
+                sender,
+                command.verb,
+                json.dumps(command.arguments, ensure_ascii=False),
+                status,
+                outcome,
+                iso(now),
+            ],
+        )
+        log.info("command %s from %s: %s (%s)", command.verb, sender, status, outcome)
+
+    def _unnotified(
+        self, db: sqlite_utils.Database, message: int, sender: str, now: dt.datetime
+    ) -> int | None:
+        """Earlier refusals of ``sender`` the staff were not told of; None when they were
+        told of one today (one notice per sender per day: a forger cannot flood them)."""
+        start = dt.datetime.combine(
+            now.astimezone(self.config.timezone).date(), dt.time(0), tzinfo=self.config.timezone
+        )
+        told = db.execute(
+            "select 1 from commands where sender = ? and status = 'refused' and notified_at >= ?",
+            [sender, iso(start)],
+        ).fetchone()
+        if told:
+            return None
+        row = db.execute(
+            "select count(*) from commands where sender = ? and status = 'refused'"
+            " and notified_at is null and message != ?",
+            [sender, message],
+        ).fetchone()
+        return int(row[0])
+
+    # -- mail -----------------------------------------------------------------------------
+    def _mail(
+        self,
+        key: str,
+        workflow: str,
+        occurrence: str,
+        step: str,
+        to: list[str],
+        rendered: Any,
+        now: dt.datetime,
+        original: bytes | None = None,
+    ) -> Outgoing:
+        """A mail from the desk; with ``original``, that sent mail again under the rendered
+        subject (its body and Reply-To unchanged: a resend is what was sent)."""
+        token = tokens.Token(workflow, occurrence, step, "staff")
+        message_id = tokens.message_id(self.secret, token, self.config.addresses.message_id_domain)
+        date = now.astimezone(self.config.timezone)
+        if original is not None:
+            subject = rendered.subject
+            raw = rewrap(original, subject=subject, to=to, message_id=message_id, date=date)
+        else:
+            raw = build_message(
+                rendered, sender=self.config.addresses.sender,
+                sender_name=self.config.addresses.sender_name, to=to,
+                reply_to=self.config.addresses.alias, message_id=message_id, date=date,
+            )  # fmt: skip
+        return Outgoing(
+            key, workflow, occurrence, step, "staff", tuple(to), self.config.addresses.sender,
+            message_id, rendered.subject, raw,
+        )  # fmt: skip
+
+    def _reply_mail(
+        self, message: int, parsed: ParsedMessage, outcome: Outcome, now: dt.datetime
+    ) -> Outgoing:
+        context = {
+            "outcome": {
+                "verb": outcome.verb,
+                "ok": outcome.ok,
+                "code": outcome.code,
+                **outcome.data,
+            },
+            "subject": parsed.subject,
+            "vocabulary": self.vocabulary.verbs,
+            "programme": {
+                "name": self.config.addresses.sender_name,
+                "alias": self.config.addresses.alias,
+            },
+        }
+        rendered = self.renderer.render("commands/reply", self.config.language, context)
+        sender = (parsed.from_address or "").lower()
+        return self._mail(
+            f"alias:{now:%Y%m%d}:reply{message}:staff",
+            "alias",
+            now.strftime("%Y%m%d"),
+            f"reply{message}",
+            [sender],
+            rendered,
+            now,
+        )
+
+    def _refusal_mail(
+        self,
+        db: sqlite_utils.Database,
+        message: int,
+        parsed: ParsedMessage,
+        command: Command,
+        code: str,
+        detail: str,
+        now: dt.datetime,
+        earlier: int = 0,
+    ) -> Outgoing:
+        staff = [s.address for s in stored_roster(db).staff] or [self.config.addresses.alias]
+        context = {
+            "refusal": {
+                "code": code,
+                "detail": detail,
+                "verb": command.verb,
+                "sender": parsed.from_address or "",
+                "subject": parsed.subject,
+                "earlier": earlier,  # refused since the last notice about this sender
+            },
+            "programme": {
+                "name": self.config.addresses.sender_name,
+                "alias": self.config.addresses.alias,
+            },
+        }
+        rendered = self.renderer.render("commands/refused", self.config.language, context)
+        return self._mail(
+            f"alias:{now:%Y%m%d}:refused{message}:staff",
+            "alias",
+            now.strftime("%Y%m%d"),
+            f"refused{message}",
+            staff,
+            rendered,
+            now,
+        )

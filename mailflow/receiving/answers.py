@@ -1,0 +1,329 @@
+"""What each incoming message is taken for: an answer to a workflow, or something else.
+
+A human reply is attributed by the token in its In-Reply-To/References (the request it
+answers and its respondent: a défi, or a staff member for workflows that ask the staff),
+else by its sender being a member of exactly one défi (the latest request that défi
+received). A staff member's mail counts only by token: staff write to the shared mailbox
+for many reasons, and a plain mail must not stop the reminder of someone who never
+answered. A reply from an address that is not a member of the défi it answers is kept
+and flagged for the staff, not counted. An answer arriving after the occurrence's digest
+is kept as late, for the next digest. Bounces flag the address that failed, and a hard
+one (DSN status 5.x.x, for an address mailflow delivered to) suppresses it; a delay
+notice (4.x.x) is recorded only. Auto-replies are recorded and never answered. Unknown
+senders are recorded, never attributed by guess. Each message is handled once (the
+``inbound`` table).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import sqlite_utils
+
+from ..errors import MailflowError
+from ..programme.roster import (
+    defi_respondent,
+    defis_of,
+    is_staff,
+    respondent_addresses,
+)
+from ..programme.steps import Answer
+from ..sending import suppression, tokens
+from ..sending.outbox import Outgoing, iso, queue
+from ..store.db import now_utc, transaction
+from .parse import ParsedMessage
+
+if TYPE_CHECKING:
+    from .alias import Handled
+from ..programme.workflow import Workflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class InboundReport:
+    handled: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    kind: str  # answer, auto_reply, bounce, reply, staff, unknown_sender
+    status: str  # counted, late, non_member, ambiguous, recorded, delayed (a bounce)
+    workflow: str | None = None
+    occurrence: str | None = None
+    respondent: str | None = None  # "d-<défi>" or "s-<staff hash>", as in tokens
+    via: str | None = None
+    data: dict[str, object] | None = None
+    flag: tuple[str, str, str] | None = None  # (address, kind, detail)
+    suppress: tuple[str, str] | None = None  # (address, DSN status) of a hard bounce
+
+
+def pending_messages(db: sqlite_utils.Database) -> Iterable[tuple[int, ParsedMessage]]:
+    rows = db.execute(
+        "select p.message, p.data from parsed p left join inbound i on i.message = p.message"
+        " where i.message is null order by p.message"
+    ).fetchall()
+    for message, data in rows:
+        yield message, ParsedMessage.from_json(json.loads(data))
+
+
+Receipt = Callable[[Answer], Outgoing]
+AliasDesk = Callable[[sqlite_utils.Database, int, ParsedMessage, dt.datetime], "Handled | None"]
+
+
+def handle_inbound(
+    db: sqlite_utils.Database,
+    workflows: list[Workflow],
+    secret: str,
+    now: dt.datetime,
+    receipt: Receipt | None = None,
+    desk: AliasDesk | None = None,
+) -> InboundReport:
+    """Decide, once, what every parsed message not handled yet is.
+
+    ``receipt`` builds the acknowledgement of an answer, for workflows that send one; it
+    is queued in the same transaction as the decision, so it goes exactly once.
+    """
+    report = InboundReport()
+    by_name = {w.name: w for w in workflows if w.collect is not None}
+    for message, parsed in pending_messages(db):
+        try:
+            verdict = _handle(db, by_name, secret, message, parsed, now, receipt, desk)
+        except Exception as e:  # one message must never stop the others, nor every tick
+            log.exception("message %s could not be handled", message)
+            error = f"{type(e).__name__}: {e}"
+            flag = ((parsed.from_address or "?").lower(), "error", f"message {message}: {error}")
+            verdict = Verdict("error", "failed", data={"error": error}, flag=flag)
+            with transaction(db):
+                _record(db, message, parsed, verdict, now)
+        report.handled += 1
+        report.kinds[verdict.kind] = report.kinds.get(verdict.kind, 0) + 1
+    return report
+
+
+def _handle(
+    db: sqlite_utils.Database,
+    collecting: dict[str, Workflow],
+    secret: str,
+    message: int,
+    parsed: ParsedMessage,
+    now: dt.datetime,
+    receipt: Receipt | None,
+    desk: AliasDesk | None,
+) -> Verdict:
+    """Decide and act in one transaction: the record, its effects and its mails, or nothing."""
+    handled = desk(db, message, parsed, now) if desk is not None else None
+    if handled is not None:
+        verdict = Verdict(handled.kind, handled.status)
+        with transaction(db):
+            if _record(db, message, parsed, verdict, now):
+                for mail in handled.act(db):
+                    queue(db, mail, now)
+        return verdict
+    verdict = judge(db, collecting, secret, parsed)
+    receipt_mail = _receipt(collecting, verdict, parsed, message, receipt)
+    with transaction(db):
+        if _record(db, message, parsed, verdict, now) and receipt_mail is not None:
+            queue(db, receipt_mail, now)
+    return verdict
+
+
+def _receipt(
+    collecting: dict[str, Workflow],
+    verdict: Verdict,
+    parsed: ParsedMessage,
+    message: int,
+    receipt: Receipt | None,
+) -> Outgoing | None:
+    if receipt is None or verdict.kind != "answer" or verdict.status not in ("counted", "late"):
+        return None
+    workflow = collecting[verdict.workflow or ""]
+    if not workflow.acknowledge or not verdict.respondent or not verdict.occurrence:
+        return None
+    answer = Answer(
+        workflow, verdict.occurrence, verdict.respondent, (parsed.from_address or "").lower(),
+        parsed.from_name, message, verdict.data or {}, verdict.status == "late",
+    )  # fmt: skip
+    try:
+        return receipt(answer)
+    except MailflowError as e:  # a broken receipt template must not lose the answer
+        log.error("receipt for message %s not sent: %s", message, e)
+        return None
+
+
+def judge(
+    db: sqlite_utils.Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
+) -> Verdict:
+    sender = (parsed.from_address or "").lower()
+    if parsed.unreadable:
+        return _unreadable(db, collecting, secret, parsed)
+    if parsed.automatic == "bounce":
+        return _bounce(db, parsed)
+    if parsed.automatic:
+        return Verdict("auto_reply", "recorded")
+    token = tokens.first_token(secret, parsed.thread_ids)
+    if token is not None:
+        workflow = collecting.get(token.workflow)
+        if workflow is None or token.recipient[:2] not in ("d-", "s-"):
+            return Verdict("reply", "recorded", token.workflow, token.occurrence, via="token")
+        return _answer(db, workflow, token.occurrence, token.recipient, sender, parsed, "token")
+    defis = defis_of(db, sender)
+    if len(defis) > 1:
+        detail = f"member of {', '.join(defis)}: not attributed"
+        return Verdict("answer", "ambiguous", via="membership", flag=(sender, "ambiguous", detail))
+    staff = sender != "" and is_staff(db, sender)
+    if not defis:
+        # A staff member's mail is their answer only when it replies to the request (by its
+        # token, above): staff write to the shared mailbox for many other reasons.
+        return Verdict("staff", "recorded") if staff else Verdict("unknown_sender", "recorded")
+    respondent = defi_respondent(defis[0])
+    found = _latest_request(db, collecting, respondent)
+    if found:
+        return _answer(db, found[0], found[1], respondent, sender, parsed, "membership")
+    return Verdict("reply", "recorded", respondent=respondent)
+
+
+def _unreadable(
+    db: sqlite_utils.Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
+) -> Verdict:
+    """A message mailflow could not read (too large, or it could not be parsed): whose it is.
+
+    Only its header was read, so it is never counted nor acknowledged; it is tied to the
+    request it answers when it can be, so that the digest says the défi wrote, and the
+    staff's daily mail lists it for a person to read.
+    """
+    data: dict[str, object] = {"unreadable": parsed.unreadable}
+    token = tokens.first_token(secret, parsed.thread_ids)
+    if token is not None and token.workflow in collecting and token.recipient[:2] in ("d-", "s-"):
+        return Verdict("answer", "unreadable", token.workflow, token.occurrence, token.recipient,
+                       "token", data)  # fmt: skip
+    defis = defis_of(db, (parsed.from_address or "").lower())
+    found = _latest_request(db, collecting, defi_respondent(defis[0])) if len(defis) == 1 else None
+    if found:
+        workflow, occurrence = found
+        respondent = defi_respondent(defis[0])
+        return Verdict("answer", "unreadable", workflow.name, occurrence, respondent,
+                       "membership", data)  # fmt: skip
+    return Verdict("unreadable", "recorded", data=data)
+
+
+def _bounce(db: sqlite_utils.Database, parsed: ParsedMessage) -> Verdict:
+    failed = (parsed.bounced_recipient or "").lower()
+    status = parsed.bounce_status or ""
+    data: dict[str, object] = {"recipient": failed, "status": status}
+    if status.startswith("4"):
+        # A relay still trying ("delayed"): nothing is final, nothing to flag.
+        return Verdict("bounce", "delayed", data=data)
+    flag = (failed, "bounce", parsed.subject) if failed else None
+    # Only a bounce for an address mailflow delivered to stops mail to it: a forged or
+    # misread report for anyone else is flagged, never obeyed.
+    hard = bool(failed) and status.startswith("5") and suppression.was_mailed(db, failed)
+    return Verdict("bounce", "recorded", data=data, flag=flag,
+                   suppress=(failed, status) if hard else None)  # fmt: skip
+
+
+def _latest_request(
+    db: sqlite_utils.Database, collecting: dict[str, Workflow], respondent: str
+) -> tuple[Workflow, str] | None:
+    """The collecting workflow and occurrence of the last request this respondent received."""
+    if not collecting:
+        return None
+    marks = ",".join("?" * len(collecting))
+    row = db.execute(
+        f"select workflow, occurrence from outbox where recipient = ? and workflow in ({marks})"
+        " order by id desc limit 1",
+        [respondent, *collecting],
+    ).fetchone()
+    return (collecting[row[0]], row[1]) if row else None
+
+
+def _answer(
+    db: sqlite_utils.Database,
+    workflow: Workflow,
+    occurrence: str,
+    respondent: str,
+    sender: str,
+    parsed: ParsedMessage,
+    via: str,
+) -> Verdict:
+    assert workflow.collect is not None
+    split = workflow.collect.split(parsed.text)
+    sections = {k: split[k] for k in workflow.collect.section_keys}
+    fields = {k: split[k] for k in workflow.collect.field_keys}
+    data: dict[str, object] = {
+        "sections": sections, "fields": fields, "text": parsed.text,
+        "from_name": parsed.from_name,
+    }  # fmt: skip
+    empty = not any(sections.values()) and not any(fields.values())
+    if empty and _answered(db, workflow.name, occurrence, respondent):
+        # "Merci !" in answer to a receipt: a conversation, not a new (empty) answer.
+        return Verdict("reply", "recorded", workflow.name, occurrence, respondent, via)
+    if sender not in respondent_addresses(db, respondent):
+        detail = f"answered for {respondent} ({workflow.name} {occurrence}) but is not a member"
+        return Verdict("answer", "non_member", workflow.name, occurrence, respondent, via, data,
+                       flag=(sender, "non_member", detail))  # fmt: skip
+    status = "late" if digest_done(db, workflow, occurrence) else "counted"
+    return Verdict("answer", status, workflow.name, occurrence, respondent, via, data)
+
+
+def _answered(db: sqlite_utils.Database, workflow: str, occurrence: str, respondent: str) -> bool:
+    row = db.execute(
+        "select 1 from inbound where kind = 'answer' and status in ('counted', 'late')"
+        " and workflow = ? and occurrence = ? and respondent = ? limit 1",
+        [workflow, occurrence, respondent],
+    ).fetchone()
+    return row is not None
+
+
+def digest_done(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> bool:
+    """Whether a digest of this occurrence has gone out (answers after it are late)."""
+    digests = [s.id for s in workflow.steps if s.action == "digest"]
+    if not digests:
+        return False
+    marks = ",".join("?" * len(digests))
+    row = db.execute(
+        f"select 1 from runs where workflow = ? and occurrence = ? and step in ({marks})"
+        " and status != 'skipped'",
+        [workflow.name, occurrence, *digests],
+    ).fetchone()
+    return row is not None
+
+
+def _record(
+    db: sqlite_utils.Database,
+    message: int,
+    parsed: ParsedMessage,
+    verdict: Verdict,
+    now: dt.datetime,
+) -> bool:
+    """Record the decision; False when the message was already handled (by another process)."""
+    cursor = db.execute(
+        "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
+        " respondent, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+        [
+            message, iso(now), verdict.kind, verdict.status, (parsed.from_address or "").lower(),
+            verdict.workflow, verdict.occurrence, verdict.respondent, verdict.via,
+            json.dumps(verdict.data, ensure_ascii=False) if verdict.data else None,
+        ],
+    )  # fmt: skip
+    if not cursor.rowcount:
+        return False
+    if verdict.flag:
+        address, kind, detail = verdict.flag
+        db.execute(
+            "insert or ignore into address_flags (address, kind, message, detail, created_at)"
+            " values (?, ?, ?, ?, ?)",
+            [address, kind, message, detail, now_utc()],
+        )
+    if verdict.suppress:
+        address, status = verdict.suppress
+        if suppression.suppress(db, address, "bounced", now, code=status, message=message):
+            log.warning("message %s: %s bounced (%s); no more mail to it", message, address, status)
+    log.info("message %s: %s (%s)", message, verdict.kind, verdict.status)
+    return True

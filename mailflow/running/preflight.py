@@ -1,0 +1,379 @@
+"""The preflight: every mail mailflow can send, rendered once before anything runs.
+
+At start-up (``run``, ``tick``, ``doctor``) and when workflows are reloaded, each template
+in use is rendered in each language in use, through the same functions that build real
+mail, on a scratch database holding a sample programme: défis that answered every section
+and field, one that did not, a late answer, a flag, an announcement, an event, a help
+request, a notice of each kind, and a command of each verb. A variable a template uses but
+is not given, in any branch, is a ``TemplateError`` naming the template and the variable,
+so that a broken template stops mailflow at start-up, not a Friday at 15:00.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from ..programme.events import Event, save_event
+from ..programme.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
+from ..programme.roster import Defi, Member, Mentor, Roster, Staff, staff_respondent, sync_roster
+from ..programme.steps import Answer, Occurrence, acknowledgement, change_mails, step_mails
+from ..programme.workflow import Workflow
+from ..receiving.commands import Command, Executor, Request
+from ..receiving.parse import ParsedMessage
+from ..sending import notices, outbox
+from ..sending.failures import report_failures
+from ..sending.render import Renderer
+from ..sending.suppression import suppress
+from ..store.db import open_db
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+SAMPLE = "sample"  # every sample text: never sent, only rendered
+STAFF = f"staff@{SAMPLE}.test"
+
+
+class AuditingRenderer(Renderer):
+    """A renderer that also rejects templates using names their context lacks.
+
+    It shares the engine's compiled templates, so the real mail later renders from them.
+    """
+
+    def __init__(self, renderer: Renderer) -> None:
+        self.__dict__.update(renderer.__dict__)
+        self.rendered: dict[str, str] = {}  # "retro/request.fr": its text, as first rendered
+
+    def render(self, name: str, language: str, context: dict[str, Any]) -> Any:
+        self.undeclared(name, language, context)
+        result = super().render(name, language, context)
+        self.rendered.setdefault(f"{name}.{language}", result.text)
+        return result
+
+
+_passed: set[tuple[object, ...]] = set()
+
+
+def check(engine: Engine, languages: set[str], *, cached: bool = True) -> dict[str, str]:
+    """Render every mail of ``engine``'s workflows in each language; returns each template's
+    text as rendered (``retro/request.fr``: …).
+
+    Raises ``TemplateError`` for the first template that does not render. Files that
+    passed unchanged are not checked again by the same process (a daemon's reloads, a test
+    suite's many engines) unless ``cached`` is false; nothing is returned then.
+    """
+    stamp = _stamp(engine, languages)
+    if cached and stamp in _passed:
+        return {}
+    renderer = AuditingRenderer(engine.renderer)
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    for language in sorted(languages):
+        with _scratch(engine, language, now) as db:
+            _render_all(engine, renderer, db, language, now)
+    _passed.add(stamp)
+    return renderer.rendered
+
+
+def _stamp(engine: Engine, languages: set[str]) -> tuple[object, ...]:
+    files = [
+        *engine.config.templates_dir.rglob("*.j2"),
+        *engine.config.templates_dir.glob("*.toml"),
+        *engine.config.workflows_dir.glob("*.toml"),
+    ]
+    state = sorted((str(f), f.stat().st_mtime_ns, f.stat().st_size) for f in files)
+    return (tuple(state), tuple(sorted(languages)), engine.config.timezone.key)
+
+
+@contextmanager
+def _scratch(engine: Engine, language: str, now: dt.datetime) -> Iterator[sqlite_utils.Database]:
+    db = open_db(":memory:")
+    try:
+        sync_roster(db, _roster(language))
+        yield db
+    finally:
+        db.conn.close()
+
+
+def _roster(language: str) -> Roster:
+    def defi(name: str) -> Defi:
+        members = (Member(f"{name}.a@{SAMPLE}.test", "Ada Sample"), Member(f"{name}.b@x.test"))
+        return Defi(name, name.capitalize(), SAMPLE, members, language)
+
+    staff = (Staff(STAFF, "Sam Sample", SAMPLE), Staff(f"silent@{SAMPLE}.test"))
+    mentors = (Mentor(f"mentor@{SAMPLE}.test", "Max Sample", ("answered",)),)
+    return Roster((defi("answered"), defi("silent")), staff, mentors)
+
+
+def _config_for(engine: Engine, language: str) -> Any:
+    from dataclasses import replace
+
+    return replace(engine.config, language=language)
+
+
+def _render_all(
+    engine: Engine, renderer: Renderer, db: sqlite_utils.Database, language: str,
+    now: dt.datetime,
+) -> None:  # fmt: skip
+    config = _config_for(engine, language)
+    secret, tz = engine.secret, config.timezone
+    event = _event(db, config, now)
+    message = _message(db, now)
+    workflows = [_in(w, language) for w in engine.workflows]
+    _shared(db, workflows, message, now)
+    for workflow in workflows:
+        occ = _occurrence(workflow, event, tz, now)
+        _answers(db, workflow, occ, message, now)
+        for step in workflow.steps:
+            due = due_at(step, occ.day, tz, workflow.schedule)
+            for late in (False, True):
+                step_mails(db, config, renderer, secret, occ, step, due, due, late)
+        if workflow.acknowledge:
+            for late in (False, True):
+                answer = Answer(
+                    workflow, occ.id, "d-answered", f"answered.a@{SAMPLE}.test", "Ada Sample",
+                    message, _answer_data(workflow), late,
+                )  # fmt: skip
+                acknowledgement(db, config, renderer, secret, answer, now)
+        if workflow.update_template or workflow.cancel_template:
+            _changes(db, config, renderer, secret, workflow, occ, event, now)
+    _notices(db, config, renderer, secret, workflows, now)
+    _failures(db, config, renderer, secret, now)
+    _commands(engine, config, renderer, db, message, workflows, now)
+
+
+def _in(workflow: Workflow, language: str) -> Workflow:
+    """The workflow as a recipient of ``language`` gets it (a workflow may fix its own)."""
+    from dataclasses import replace
+
+    return replace(workflow, language=language) if workflow.language else workflow
+
+
+def _event(db: sqlite_utils.Database, config: Any, now: dt.datetime) -> Event:
+    tz = config.timezone
+    day = (now + dt.timedelta(days=8)).astimezone(tz).date()
+    starts = dt.datetime.combine(day, dt.time(9, 30), tzinfo=tz)
+    event = Event(
+        SAMPLE, f"{SAMPLE}@{SAMPLE}.test", "session", SAMPLE.capitalize(), starts,
+        starts + dt.timedelta(hours=8), place=SAMPLE, theme=SAMPLE, agenda=SAMPLE,
+    )  # fmt: skip
+    save_event(db, event)
+    return event
+
+
+def _message(db: sqlite_utils.Database, now: dt.datetime) -> int:
+    """A stored message for sample rows to refer to."""
+    count = db.execute("select count(*) from messages").fetchone()[0]
+    cursor = db.execute(
+        "insert into messages (message_key, sha256, size, raw, stored_at, status)"
+        " values (?, '', 0, x'', ?, 'parsed')",
+        [f"<{SAMPLE}{count}@{SAMPLE}.test>", outbox.iso(now)],
+    )
+    return int(cursor.lastrowid or 0)
+
+
+def _occurrence(workflow: Workflow, event: Event, tz: Any, now: dt.datetime) -> Occurrence:
+    if workflow.schedule.every == "event":
+        return Occurrence(workflow, f"ev-{event.id}", event.local_day(tz), event)
+    occurrence = occurrence_id(workflow.schedule, now.astimezone(tz).date())
+    day = occurrence_day(workflow.schedule, occurrence) or nominal_day(
+        workflow.schedule, occurrence
+    )
+    return Occurrence(workflow, occurrence, day)
+
+
+def _answer_data(workflow: Workflow) -> dict[str, Any]:
+    keys = workflow.collect
+    sections = dict.fromkeys(keys.section_keys, SAMPLE) if keys else {}
+    fields = dict.fromkeys(keys.field_keys, SAMPLE) if keys else {}
+    return {"sections": sections, "fields": fields, "text": SAMPLE, "from_name": "Ada Sample"}
+
+
+def _answers(
+    db: sqlite_utils.Database, workflow: Workflow, occ: Occurrence, message: int,
+    now: dt.datetime,
+) -> None:  # fmt: skip
+    """A request to every respondent, full answers but from one, a late one, a flag, help."""
+    if workflow.collect is None:
+        return
+    staff = [staff_respondent(STAFF), staff_respondent(f"silent@{SAMPLE}.test")]
+    for respondent in ("d-answered", "d-silent", *staff):
+        outbox.queue(db, outbox.Outgoing(
+            f"{workflow.name}:{occ.id}:request:{respondent}", workflow.name, occ.id, "request",
+            respondent, (f"{SAMPLE}@{SAMPLE}.test",), SAMPLE, f"<{workflow.name}.{respondent}>",
+            SAMPLE, b"",
+        ), now)  # fmt: skip
+    data = json.dumps(_answer_data(workflow))
+    received = outbox.iso(now - dt.timedelta(days=1))
+    answers = [(occ.id, "counted", "d-answered"), (occ.id, "counted", staff_respondent(STAFF)),
+               (f"{occ.id}-before", "late", "d-answered")]  # fmt: skip
+    for occurrence, status, respondent in answers:
+        db.execute(
+            "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
+            " respondent, via, data) values (?, ?, 'answer', ?, ?, ?, ?, ?, 'token', ?)",
+            [_message(db, now), received, status, f"answered.a@{SAMPLE}.test", workflow.name,
+             occurrence, respondent, data],
+        )  # fmt: skip
+
+
+def _shared(
+    db: sqlite_utils.Database, workflows: list[Workflow], message: int, now: dt.datetime
+) -> None:
+    """A flag, an announcement per workflow, and a help request waiting for a month."""
+    received = outbox.iso(now - dt.timedelta(days=1))
+    db.execute(
+        "insert into address_flags (address, kind, detail, created_at) values (?, 'bounce', ?, ?)",
+        [f"answered.b@{SAMPLE}.test", SAMPLE, received],
+    )
+    for workflow in workflows:
+        db.execute(
+            "insert into announcements (workflow, text, author, created_at) values (?, ?, ?, ?)",
+            [workflow.name, SAMPLE, STAFF, received],
+        )
+    for kind, status in (("reply", "recorded"), ("unknown_sender", "recorded"),
+                         ("answer", "non_member"), ("answer", "ambiguous"),
+                         ("unreadable", "recorded"), ("error", "failed")):  # fmt: skip
+        db.execute(
+            "insert into inbound (message, received_at, kind, status, sender, respondent, data)"
+            " values (?, ?, ?, ?, ?, 'd-answered', ?)",
+            [_message(db, now), received, kind, status, f"x@{SAMPLE}.test",
+             json.dumps({"unreadable": SAMPLE, "error": SAMPLE})],
+        )  # fmt: skip
+    db.execute(
+        "insert into help_requests (message, sender, respondent, subject, message_id,"
+        " received_at) values (?, ?, 'd-answered', ?, ?, ?)",
+        [message, f"answered.a@{SAMPLE}.test", SAMPLE, f"<{SAMPLE}@{SAMPLE}.test>",
+         outbox.iso(now - dt.timedelta(days=30))],
+    )  # fmt: skip
+
+
+def _changes(
+    db: sqlite_utils.Database, config: Any, renderer: Renderer, secret: str, workflow: Workflow,
+    occ: Occurrence, event: Event, now: dt.datetime,
+) -> None:  # fmt: skip
+    db.execute(
+        "insert or ignore into runs (workflow, occurrence, step, due_at, ran_at, status)"
+        " values (?, ?, 'announced', ?, ?, 'done')",
+        [workflow.name, occ.id, outbox.iso(now), outbox.iso(now)],
+    )
+    for change in ("changed", "cancelled"):
+        change_mails(db, config, renderer, secret, workflow, event, change, SAMPLE, now)
+
+
+def _notices(
+    db: sqlite_utils.Database, config: Any, renderer: Renderer, secret: str,
+    workflows: list[Workflow], now: dt.datetime,
+) -> None:  # fmt: skip
+    kinds = [(notices.Kind.HELD, "blind"), (notices.Kind.FAILED, "failed"),
+             (notices.Kind.BLIND, "")]  # fmt: skip
+    kinds += [(notices.Kind.SKIPPED, reason) for reason in
+              ("missed", "not_asked", "later_ran", "blind", "failed")]  # fmt: skip
+    for workflow in workflows:
+        tz = config.timezone
+        occurrence = occurrence_id(workflow.schedule, now.astimezone(tz).date()) if (
+            workflow.schedule.every != "event"
+        ) else f"ev-{SAMPLE}"  # fmt: skip
+        for step in workflow.steps:
+            for kind, reason in kinds:
+                key = f"{kind}:{reason}:{workflow.name}:{step.id}"
+                notice = notices.Notice(
+                    key, kind, workflow.name, occurrence, step.id, reason, SAMPLE
+                )
+                notices.record(db, notice, now)
+    notices.flush(db, config, renderer, secret, workflows, now)
+
+
+def _failures(
+    db: sqlite_utils.Database, config: Any, renderer: Renderer, secret: str, now: dt.datetime
+) -> None:
+    """A refused address, a bounced one, retries run out, a mail that reached nobody."""
+    mail = outbox.Outgoing(
+        "sample:failed", "retro", SAMPLE, "request", "d-answered",
+        (f"answered.a@{SAMPLE}.test", f"answered.b@{SAMPLE}.test"), SAMPLE, f"<f@{SAMPLE}>",
+        SAMPLE, b"",
+    )  # fmt: skip
+    outbox.queue(db, mail, now)
+    row = db.execute("select id from outbox where key = 'sample:failed'").fetchone()[0]
+    suppress(db, f"answered.a@{SAMPLE}.test", "refused", now, code="550 5.1.1", detail=SAMPLE,
+             outbox=row)  # fmt: skip
+    suppress(db, f"silent.a@{SAMPLE}.test", "bounced", now, code="5.1.1")
+    db.execute(
+        "insert into deliveries (outbox, address, status, failure, code, detail, updated_at)"
+        " values (?, ?, 'failed', 'exhausted', 451, ?, ?)",
+        [row, f"answered.b@{SAMPLE}.test", SAMPLE, outbox.iso(now)],
+    )
+    for failure, error in (("no_recipient", ""), ("refused", f"554 5.7.1 {SAMPLE}")):
+        db.execute(
+            "update outbox set status = 'failed', failure = ?, error = ? where id = ?",
+            [failure, error, row],
+        )
+        report_failures(db, config, renderer, secret, now)
+        db.execute("delete from outbox where key like 'system:failures:%'")
+        db.execute("update outbox set reported_at = null")
+
+
+def _sent_digests(db: sqlite_utils.Database, workflows: list[Workflow], now: dt.datetime) -> None:
+    """A digest that went out for each collecting workflow, for the resend command."""
+    raw = b"From: s@sample.test\r\nSubject: sample\r\nMessage-ID: <d@sample.test>\r\n\r\nsample\r\n"
+    for workflow in workflows:
+        step = next((s for s in workflow.steps if s.action == "digest"), None)
+        if workflow.collect is None or step is None:
+            continue
+        mail = outbox.Outgoing(
+            f"sample:digest:{workflow.name}", workflow.name, SAMPLE, step.id, "cohort",
+            (f"cohort@{SAMPLE}.test",), SAMPLE, f"<digest.{workflow.name}@{SAMPLE}>", SAMPLE, raw,
+        )  # fmt: skip
+        outbox.queue(db, mail, now)
+        db.execute(
+            "update outbox set status = 'sent', sent_at = ? where key = ?",
+            [outbox.iso(now), mail.key],
+        )
+
+
+_COMMANDS = [
+    ("help", {}, ""),
+    ("missing", {}, ""),
+    ("announce", {}, SAMPLE),
+    ("skip", {"reason": SAMPLE}, ""),
+    ("resend", {}, ""),
+    (
+        "event",
+        {
+            "id": "made",
+            "title": SAMPLE,
+            "date": "2027-01-15",
+            "start": "9h30",
+            "end": "17h",
+            "place": SAMPLE,
+        },
+        "",
+    ),
+    ("event", {"id": "made", "place": f"{SAMPLE} 2"}, ""),
+    ("event", {"id": "made"}, ""),  # unchanged
+    ("cancel_event", {"id": "made"}, ""),
+    ("handled", {"sender": f"answered.a@{SAMPLE}.test"}, ""),
+    ("event", {}, ""),  # a failure: missing id
+]
+
+
+def _commands(
+    engine: Engine, config: Any, renderer: Renderer, db: sqlite_utils.Database, message: int,
+    workflows: list[Workflow], now: dt.datetime,
+) -> None:  # fmt: skip
+    """Every verb's confirmation and one refusal, as the alias desk renders them."""
+    from ..receiving.alias import Desk
+
+    desk = Desk(config, renderer, engine.secret, lambda: workflows, engine.desk.vocabulary)
+    _sent_digests(db, workflows, now)
+    parsed = ParsedMessage(f"<{SAMPLE}@{SAMPLE}.test>", STAFF, "Sam Sample", SAMPLE, None)
+    executor = Executor(config, renderer, lambda: workflows, desk.vocabulary, desk._mail)
+    for verb, arguments, text in _COMMANDS:
+        command = Command(verb, dict(arguments), text)
+        outcome = executor.execute(Request(db, command, message, parsed, parsed.from_address
+                                           or "", now))  # fmt: skip
+        desk._reply_mail(message, parsed, outcome, now)
+    desk._refusal_mail(db, message, parsed, Command("help"), "fail", SAMPLE, now, 2)

@@ -1,0 +1,183 @@
+"""The staff's notice of mail that could not be delivered: one a day at most, in plain words.
+
+It tells what failed for good since the previous notice: addresses refused by the server
+(5xx) or hard-bounced, which mailflow no longer writes to; addresses whose temporary
+refusals outlasted every retry; mails that reached none of their recipients, or were not
+sent because none was left. Each address appears once, a mail by its subject, a défi or
+person by name. What fails after the day's notice (a calendar day in the programme's time
+zone) goes into the next day's. Failures of mail to the staff themselves are not
+reported, so that the notice never reports on itself.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from typing import Any
+
+import sqlite_utils
+
+from ..config import Config
+from ..programme.roster import Roster, respondent_info, stored_roster
+from ..store.db import transaction
+from . import tokens
+from .outbox import Outgoing, iso, queue
+from .render import Renderer, build_message
+from .send import BACKOFF
+
+_NOT_REPORTED = "('staff', 'alias')"  # recipients of mail to the staff: never reported
+_SMTP_ANSWER = re.compile(r"^\d{3}\s")
+
+
+def report_failures(
+    db: sqlite_utils.Database, config: Config, renderer: Renderer, secret: str, now: dt.datetime
+) -> bool:
+    """Queue today's notice to the staff if something failed since the last one; True if queued."""
+    local = now.astimezone(config.timezone)
+    day = local.date().isoformat()
+    key = f"system:failures:{day}"
+    with transaction(db):
+        if db.execute("select 1 from outbox where key = ?", [key]).fetchone():
+            return False  # today's notice went: what failed since waits for tomorrow's
+        roster = stored_roster(db)
+        addresses = _addresses(db, roster)
+        mails = _mails(db, roster, set(addresses), config.timezone)
+        if not addresses and not mails:
+            return False
+        context = {
+            "addresses": list(addresses.values()),
+            "mails": mails,
+            "count": len(addresses) + len(mails),
+            "now": local,
+            "retry_hours": sum(BACKOFF) // 3600,
+            "programme": {"name": config.addresses.sender_name, "alias": config.addresses.alias},
+        }
+        queue(db, _notice(db, config, renderer, secret, context, key, now), now)
+        db.execute("update suppressed set reported_on = ? where reported_on is null", [day])
+        db.execute(
+            "update deliveries set reported_on = ? where status = 'failed' and reported_on is null",
+            [day],
+        )
+        db.execute(
+            "update outbox set reported_at = ? where status = 'failed' and reported_at is null",
+            [iso(now)],
+        )
+    return True
+
+
+def _notice(
+    db: sqlite_utils.Database,
+    config: Config,
+    renderer: Renderer,
+    secret: str,
+    context: dict[str, Any],
+    key: str,
+    now: dt.datetime,
+) -> Outgoing:
+    staff = [row[0] for row in db.execute("select address from staff order by address")]
+    to = staff or [config.addresses.alias]
+    day = context["now"].strftime("%Y%m%d")
+    token = tokens.Token("system", day, "failures", "staff")
+    message_id = tokens.message_id(secret, token, config.addresses.message_id_domain)
+    rendered = renderer.render("system/failures", config.language, context)
+    addresses = config.addresses
+    raw = build_message(
+        rendered, sender=addresses.sender, sender_name=addresses.sender_name, to=to,
+        reply_to=addresses.reply_to, message_id=message_id, date=context["now"],
+    )  # fmt: skip
+    return Outgoing(
+        key, "system", day, "failures", "staff", tuple(to), addresses.sender, message_id,
+        rendered.subject, raw,
+    )  # fmt: skip
+
+
+def _person(roster: Roster, address: str) -> dict[str, Any]:
+    """Who an address is, as the roster names them."""
+    names = [m.name for d in roster.defis for m in d.members if m.address == address and m.name]
+    staff = [s.name for s in roster.staff if s.address == address]
+    mentors = [m.name for m in roster.mentors if m.address == address]
+    return {
+        "address": address,
+        "name": next((n for n in (*names, *staff, *mentors) if n), ""),
+        "defis": [d.name for d in roster.defis if address in d.addresses],
+        "staff": bool(staff),
+        "mentor": bool(mentors),
+        "events": [],
+        "suppressed": False,
+    }
+
+
+def _addresses(db: sqlite_utils.Database, roster: Roster) -> dict[str, dict[str, Any]]:
+    """Addresses that failed for good since the last notice, each once, with what happened."""
+    found: dict[str, dict[str, Any]] = {}
+    for address, reason, code, detail, outbox in db.execute(
+        "select address, reason, code, detail, outbox from suppressed where reported_on is null"
+        " order by created_at, address"
+    ).fetchall():
+        entry = found.setdefault(address, _person(roster, address))
+        answer = f"{code} {detail}".strip() if reason == "refused" else code
+        subject = _subject(db, outbox) if outbox else _last_subject(db, address)
+        entry["events"].append({"kind": reason, "answer": answer, "subject": subject})
+        entry["suppressed"] = True
+    for address, failure, code, detail, subject in db.execute(
+        "select d.address, d.failure, d.code, d.detail, o.subject from deliveries d"
+        " join outbox o on o.id = d.outbox where d.status = 'failed' and d.reported_on is null"
+        f" and d.failure in ('exhausted', 'message') and o.recipient not in {_NOT_REPORTED}"
+        " order by d.updated_at, d.address"
+    ).fetchall():
+        entry = found.setdefault(address, _person(roster, address))
+        answer = detail if failure == "message" or code is None else f"{code} {detail}"
+        entry["events"].append({"kind": failure, "answer": answer, "subject": subject})
+    return found
+
+
+def _subject(db: sqlite_utils.Database, outbox: int) -> str:
+    row = db.execute("select subject from outbox where id = ?", [outbox]).fetchone()
+    return row[0] if row else ""
+
+
+def _last_subject(db: sqlite_utils.Database, address: str) -> str:
+    """The subject of the last mail delivered to an address: what a bounce most likely returns."""
+    row = db.execute(
+        "select o.subject from deliveries d join outbox o on o.id = d.outbox"
+        " where d.address = ? and d.status = 'sent' order by d.updated_at desc, o.id desc limit 1",
+        [address],
+    ).fetchone()
+    return row[0] if row else ""
+
+
+def _mails(
+    db: sqlite_utils.Database, roster: Roster, listed: set[str], tz: dt.tzinfo
+) -> list[dict[str, Any]]:
+    """Mails that reached nobody since the last notice; ``listed``: addresses named so far."""
+    mails = []
+    for subject, recipient, to_addrs, failure, error, queued in db.execute(
+        "select subject, recipient, to_addrs, failure, error, queued_at from outbox"
+        f" where status = 'failed' and reported_at is null and recipient not in {_NOT_REPORTED}"
+        " order by id"
+    ).fetchall():
+        to = [a.lower() for a in json.loads(to_addrs)]
+        error = error or ""
+        unnamed = [a for a in to if a not in listed] if failure == "no_recipient" else []
+        listed.update(unnamed)  # each address named once in the notice
+        mails.append({
+            "subject": subject,
+            "queued": dt.datetime.fromisoformat(queued).astimezone(tz),
+            "who": _recipient(roster, recipient, to),
+            "kind": failure or "refused",  # rows failed before failures had kinds
+            "answer": error if _SMTP_ANSWER.match(error) else "",
+            "addresses": unnamed,
+        })  # fmt: skip
+    return mails
+
+
+def _recipient(roster: Roster, recipient: str, to: list[str]) -> dict[str, str]:
+    """Who a mail was for: a défi, a staff member, the cohort, or people named by the roster."""
+    info = respondent_info(roster, recipient)
+    if info["kind"] in ("defi", "staff"):
+        return {"kind": info["kind"], "name": info["name"]}
+    if recipient == "cohort":
+        return {"kind": "cohort", "name": ", ".join(to)}
+    people = [_person(roster, a) for a in to]
+    return {"kind": "people", "name": ", ".join(p["name"] or p["address"] for p in people)}

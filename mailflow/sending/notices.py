@@ -1,0 +1,175 @@
+"""What the staff must be told: a step held or skipped, a step that could not be prepared.
+
+Any part of mailflow records a notice with a key naming what it is about; recording the
+same key again does nothing, so a condition seen at every tick is told once. At the end
+of a tick, the notices not told yet go to the staff in one mail (``system/notice``), in
+the same transaction that marks them told.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+import sqlite_utils
+
+from ..store.db import transaction
+from . import tokens
+from .outbox import Outgoing, iso, queue
+from .render import Renderer, build_message
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..programme.workflow import Workflow
+
+
+class Kind(StrEnum):
+    HELD = "held"  # waiting for the mailbox to be read
+    SKIPPED = "skipped"  # not sent, for good
+    FAILED = "failed"  # could not be prepared (a template, a bug); tried again until its grace
+    BLIND = "blind"  # the mailbox has not been readable for a while
+
+
+@dataclass(frozen=True)
+class Notice:
+    key: str
+    kind: Kind
+    workflow: str = ""
+    occurrence: str = ""
+    step: str = ""
+    reason: str = ""
+    detail: str = ""
+
+
+def record(db: sqlite_utils.Database, notice: Notice, now: dt.datetime) -> bool:
+    """Keep a notice for the staff unless one with its key exists; True when it is new."""
+    cursor = db.execute(
+        "insert into notices (key, kind, workflow, occurrence, step, reason, detail, created_at)"
+        " values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (key) do nothing",
+        [
+            notice.key, str(notice.kind), notice.workflow, notice.occurrence, notice.step,
+            notice.reason, notice.detail, iso(now),
+        ],
+    )  # fmt: skip
+    return bool(cursor.rowcount)
+
+
+def pending(db: sqlite_utils.Database) -> list[tuple[int, Notice, str]]:
+    rows = db.execute(
+        "select id, key, kind, workflow, occurrence, step, reason, detail, created_at"
+        " from notices where sent_at is null order by id"
+    ).fetchall()
+    return [(r[0], Notice(r[1], Kind(r[2]), *r[3:8]), r[8]) for r in rows]
+
+
+def _item(
+    db: sqlite_utils.Database, notice: Notice, created_at: str,
+    workflows: dict[str, Workflow], config: Config,
+) -> dict[str, Any]:  # fmt: skip
+    """What the template shows of a notice: names and local times, never internal keys."""
+    from ..programme.events import get_event
+    from ..programme.occurrences import due_at, nominal_day, occurrence_day
+
+    tz = config.timezone
+    item: dict[str, Any] = {
+        "kind": str(notice.kind), "reason": notice.reason, "detail": notice.detail,
+        "title": notice.workflow, "day": None, "due": None, "until": None, "step": None,
+        "event": None, "created_at": dt.datetime.fromisoformat(created_at).astimezone(tz),
+    }  # fmt: skip
+    workflow = workflows.get(notice.workflow)
+    if workflow is None:
+        return item
+    item["title"] = workflow.title
+    day = None
+    if notice.occurrence.startswith("ev-"):
+        event = get_event(db, notice.occurrence[3:])
+        if event is not None:
+            item["event"] = event.as_context(tz)
+            day = event.local_day(tz)
+    elif notice.occurrence:
+        try:
+            day = occurrence_day(workflow.schedule, notice.occurrence) or nominal_day(
+                workflow.schedule, notice.occurrence
+            )
+        except ValueError:
+            day = None
+    item["day"] = day
+    step = next((s for s in workflow.steps if s.id == notice.step), None)
+    if step is not None:
+        item["step"] = {"id": step.id, "action": step.action, "to": step.to, "only": step.only}
+        if day is not None:
+            item["due"] = due_at(step, day, tz, workflow.schedule)
+            item["until"] = item["due"] + step.grace
+    return item
+
+
+def _grouped(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Skipped steps of one occurrence make one entry, with the first step's reason.
+
+    What did not go out for a week reads as one line (the request, its reminders and its
+    digest), its cause being that of the earliest step: the request missed explains the rest.
+    """
+    result: list[dict[str, Any]] = []
+    by_occurrence: dict[tuple[str, object, object], dict[str, Any]] = {}
+    for item in items:
+        if item["kind"] != Kind.SKIPPED:
+            result.append(item)
+            continue
+        key = (item["title"], item["day"], (item["event"] or {}).get("id"))
+        group = by_occurrence.get(key)
+        if group is None:
+            group = by_occurrence[key] = item | {"steps": []}
+            result.append(group)
+        group["steps"].append({"step": item["step"], "due": item["due"]})
+        earliest = min(group["steps"], key=lambda s: s["due"] or item["created_at"])
+        if earliest["step"] is item["step"]:
+            group.update(reason=item["reason"], detail=item["detail"], due=item["due"])
+    for group in by_occurrence.values():
+        group["steps"].sort(key=lambda s: s["due"] or group["created_at"])
+    return result
+
+
+def flush(
+    db: sqlite_utils.Database,
+    config: Config,
+    renderer: Renderer,
+    secret: str,
+    workflows: list[Workflow],
+    now: dt.datetime,
+) -> bool:
+    """Queue one mail to the staff with every notice not told yet; True when one was queued."""
+    rows = pending(db)
+    if not rows:
+        return False
+    by_name = {w.name: w for w in workflows}
+    items = _grouped([_item(db, n, created, by_name, config) for _, n, created in rows])
+    local = now.astimezone(config.timezone)
+    context = {
+        "notices": items, "now": local, "mailbox": config.imap.username,
+        "programme": {"name": config.addresses.sender_name, "alias": config.addresses.alias},
+    }  # fmt: skip
+    rendered = renderer.render("system/notice", config.language, context)
+    staff = [r[0] for r in db.execute("select address from staff order by address")]
+    to = staff or [config.addresses.alias]
+    first = rows[0][0]
+    token = tokens.Token("system", local.strftime("%Y%m%d"), f"notice{first}", "staff")
+    addresses = config.addresses
+    message_id = tokens.message_id(secret, token, addresses.message_id_domain)
+    raw = build_message(
+        rendered, sender=addresses.sender, sender_name=addresses.sender_name, to=to,
+        reply_to=addresses.alias, message_id=message_id, date=local,
+    )  # fmt: skip
+    mail = Outgoing(
+        f"system:notice:{first}-{rows[-1][0]}", "system", token.occurrence, token.step, "staff",
+        tuple(to), addresses.sender, message_id, rendered.subject, raw,
+    )  # fmt: skip
+    with transaction(db):
+        queue(db, mail, now)
+        marks = ",".join("?" * len(rows))
+        db.execute(
+            f"update notices set sent_at = ? where id in ({marks})",
+            [iso(now), *(r[0] for r in rows)],
+        )
+    return True
