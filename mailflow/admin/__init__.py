@@ -1,1 +1,2 @@
-"""admin"""
+"""The staff's and operators' tools: status, previews and exports, doctor, init of a
+site, and the demo."""
