@@ -335,10 +335,11 @@ def digest(
     from pathlib import Path
 
     from .admin import reports
+    from .programme.workflow import digest_steps
 
     engine = _engine(ctx, preflight=False)
     workflow = _workflow(engine, workflow_name)
-    digests = [s.id for s in workflow.steps if s.action == "digest"]
+    digests = [s.id for s in digest_steps(workflow)]
     step_id = step_id or (digests[0] if digests else None)
     if step_id is None or step_id not in digests:
         hint = f"{workflow.name} has no digest step {step_id!r}"

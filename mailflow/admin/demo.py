@@ -37,6 +37,7 @@ from ..errors import LocalMailError, MailflowError, TemplateError
 from ..localmail import PASSWORD, LocalMail, clients
 from ..programme.occurrences import due_at, occurrence_day, occurrence_id
 from ..programme.roster import Roster, defi_respondent, load_roster
+from ..programme.workflow import digest_steps
 from ..receiving.mime import body_text, decode_header
 from ..running.engine import Engine, TickReport
 from ..sending.render import Renderer
@@ -423,7 +424,7 @@ class _Play:
     def _digest(self) -> dict[str, str]:
         """The digest as the cohort's mailbox received it."""
         digest = next(
-            s.id for s in self.workflow.steps if s.action == "digest" and s.to == "cohort"
+            s.id for s in digest_steps(self.workflow) if s.to == "cohort"
         )
         raw = self._received(COHORT, self._message_id(digest, "cohort"))
         message = email.message_from_bytes(raw)

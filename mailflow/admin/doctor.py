@@ -17,7 +17,8 @@ from pathlib import Path
 
 from ..config import Config, load_config
 from ..errors import ConfigError, MailflowError
-from ..programme.workflow import Workflow
+from ..programme.kinds import kind_of
+from ..programme.workflow import Workflow, digest_steps
 
 ALIAS_LOOKBACK = 200  # most recent messages of each folder looked at for mail to the alias
 
@@ -126,7 +127,8 @@ def _headings(workflows: list[Workflow], rendered: dict[str, str]) -> Iterator[C
         spec = workflow.collect
         if spec is None:
             continue
-        asking = [s for s in workflow.steps if s.action == "send" and s.to.startswith("each_")]
+        # The mail people answer: the request and its reminders.
+        asking = [s for s in workflow.steps if kind_of(s).role(s) in ("request", "reminder")]
         for step in asking:
             for name, text in sorted(rendered.items()):
                 if not name.startswith(step.template + "."):
@@ -153,13 +155,13 @@ def _order(config: Config, workflows: list[Workflow]) -> Iterator[Check]:
         if workflow.collect is None:
             continue
         dues = {s.id: due_at(s, day, tz, workflow.schedule) for s in workflow.steps}
-        digests = [s for s in workflow.steps if s.action == "digest"]
+        digests = digest_steps(workflow)
         if not digests:
             continue
         first = min(digests, key=lambda s: dues[s.id])
         opening = workflow.opening
         for step in workflow.steps:
-            if step.action != "send" or not step.only:
+            if kind_of(step).role(step) != "reminder":
                 continue
             if dues[step.id] >= dues[first.id]:
                 yield Check(

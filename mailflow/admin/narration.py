@@ -91,11 +91,10 @@ def kind_of(workflow: str, step_id: str, steps: dict[tuple[str, str], Step]) -> 
     """What a mail is for, from the workflow and step that wrote it."""
     step = steps.get((workflow, step_id))
     if step is not None:
-        if step.action == "send":
-            return "reminder" if step.only else "request"
-        if step.action == "digest":
-            return "digest" if step.to == "cohort" else "staff_digest"
-        return {"invite": "invitation", "help": "help", "notes": "notes"}.get(step.action, "other")
+        from ..programme.kinds import KINDS
+
+        kind = KINDS.get(step.action)
+        return kind.role(step) if kind is not None else "other"
     if workflow == "system":
         return "failure_notice" if step_id == "failures" else "notice"
     prefixes = (("ack", "receipt"), ("resend", "resend"), ("reply", "command_reply"),

@@ -11,11 +11,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..programme.digest import asked, digest_context
-from ..programme.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
+from ..programme.digest import asked
+from ..programme.kinds import to_read
+from ..programme.occurrences import day_of, due_at, nominal_day, occurrence_day, occurrence_id
 from ..programme.roster import defi_respondent, respondent_info, staff_respondent, stored_roster
-from ..programme.steps import Occurrence, base_context, to_read
-from ..programme.workflow import Workflow
+from ..programme.steps import Occurrence, step_context
+from ..programme.workflow import Workflow, main_workflow
 from ..receiving.commands import sent_digest
 from ..running.engine import Engine
 from ..sending import outbox
@@ -50,16 +51,8 @@ class Status:
 
 
 def find_workflow(engine: Engine, name: str | None) -> Workflow:
-    collecting = [w for w in engine.workflows if w.collect is not None]
-    if name is None:
-        asking_defis = [w for w in collecting if any(s.to == "each_defi" for s in w.steps)]
-        if not collecting:
-            raise KeyError("no workflow collects replies")
-        return (asking_defis or collecting)[0]
-    for w in engine.workflows:
-        if w.name == name:
-            return w
-    raise KeyError(f"no workflow named {name!r}")
+    """The workflow named, or the main one (see ``workflow.main_workflow``)."""
+    return main_workflow(engine.workflows, name)
 
 
 def current_occurrence(engine: Engine, workflow: Workflow, now: dt.datetime | None = None) -> str:
@@ -210,15 +203,11 @@ def preview(
     sent = sent_digest(engine.db, workflow.name, step.id, occurrence)
     if sent is not None:
         return Preview(_as_sent(sent.raw), sent.sent_at.astimezone(engine.config.timezone))
-    day = occurrence_day(workflow.schedule, occurrence) or nominal_day(
-        workflow.schedule, occurrence
-    )
+    day = day_of(workflow.schedule, occurrence)
     occ = Occurrence(workflow, occurrence, day)
     due = due_at(step, day, engine.config.timezone, workflow.schedule)
     now = dt.datetime.now(dt.UTC)
-    context = base_context(engine.config, occ, due, now, late=False)
-    if step.action == "digest":
-        context |= digest_context(engine.db, workflow, occurrence, day, engine.config.timezone)
+    context = step_context(engine.db, engine.mailer, occ, step, due, now, late=False)
     context |= {
         "language": language or engine.config.language, "recipient": step.to, "who": None,
         "defi": None,

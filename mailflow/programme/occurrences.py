@@ -94,6 +94,11 @@ def occurrence_day(schedule: Schedule, occurrence: str) -> dt.date | None:
     return None
 
 
+def day_of(schedule: Schedule, occurrence: str) -> dt.date:
+    """The day an occurrence happens, or would have (its nominal day when it does not)."""
+    return occurrence_day(schedule, occurrence) or nominal_day(schedule, occurrence)
+
+
 def occurrences_around(schedule: Schedule, start: dt.date, end: dt.date) -> Iterator[str]:
     """Occurrence ids whose nominal day lies between ``start`` and ``end`` (inclusive)."""
     seen = set()

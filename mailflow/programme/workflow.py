@@ -17,10 +17,9 @@ from ..errors import ConfigError
 from ..receiving.sections import Heading, SectionSpec, spec_from_table
 from ..tomltable import _MISSING as _REQUIRED
 from ..tomltable import ID, TEMPLATE, Table
+from .audiences import AUDIENCES
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-ACTIONS = ("send", "digest", "invite", "notes", "help")
-AUDIENCES = ("each_defi", "each_staff", "cohort", "alias", "staff", "attendees")
 EVENT_KINDS = ("session", "bootcamp", "seminar", "other")
 FILTERS = ("", "not_answered", "answered")
 WHEN_LATE = ("skip", "note", "staff")
@@ -86,12 +85,11 @@ class Workflow:
         Every other step of such a workflow follows from it: with no request sent, there
         is nothing to remind of and nothing to digest.
         """
+        from .kinds import kind_of
+
         if self.collect is None:
             return None
-        asking = [
-            s for s in self.steps
-            if s.action == "send" and s.to in ("each_defi", "each_staff") and not s.only
-        ]  # fmt: skip
+        asking = [s for s in self.steps if kind_of(s).asks(s)]
         return max(asking, key=lambda s: (s.days_before, -_minutes(s.at)), default=None)
 
     def step(self, step_id: str) -> Step:
@@ -111,7 +109,9 @@ def reads_answers(step: Step) -> bool:
     Such a step never runs on a tick that could not read the mailbox: a reminder would go
     to a team whose answer is waiting unread, a digest would miss it.
     """
-    return bool(step.only) or step.action in ("digest", "notes", "help")
+    from .kinds import kind_of
+
+    return kind_of(step).reads(step)
 
 
 def _schedule(t: Table) -> Schedule:
@@ -170,12 +170,12 @@ def _id(t: Table) -> str:
 
 
 def _step(t: Table, collect: SectionSpec | None, every: str) -> Step:
-    collects = collect is not None
-    keys = (*DIGEST_KEYS, *(collect.section_keys + collect.field_keys if collect else ()))
+    from .kinds import KINDS
+
     step = Step(
         id=_id(t),
         at=t.time("at"),
-        action=t.string("action", choices=ACTIONS),
+        action=t.string("action", choices=tuple(KINDS)),
         template=t.string("template", pattern=TEMPLATE),
         to=t.string("to", choices=AUDIENCES),
         only=t.string("only", "", choices=FILTERS),
@@ -186,24 +186,9 @@ def _step(t: Table, collect: SectionSpec | None, every: str) -> Step:
         when_late=t.string("when_late", "skip", choices=WHEN_LATE),
         source=t.string("source", ""),
     )
-    events = every == "event"
-    if (step.action == "invite" or step.to == "attendees") and not events:
-        t.fail("action" if step.action == "invite" else "to",
-               "a step of an event workflow (schedule.every = 'event')", step.action)  # fmt: skip
-    if step.action == "invite" and step.to != "attendees":
-        t.fail("to", "'attendees': an invitation goes to the event's audience", step.to)
-    if step.action == "notes" and (not events or step.to != "each_defi" or not step.source):
-        t.fail("source", "the collecting workflow whose answers make the notes, with "
-               "to = 'each_defi' in an event workflow", step.source)  # fmt: skip
-    if step.action == "help" and step.to not in ("staff", "alias"):
-        t.fail("to", "'staff' or 'alias' for a help reminder", step.to)
-    if step.only and not collects:
-        t.fail("only", "no filter: this workflow collects no replies", step.only)
-    if step.only and step.to not in ("each_defi", "each_staff"):
-        t.fail("only", f"no filter with to = {step.to!r} (only each_defi, each_staff)", step.only)
-    unknown = [k for k in step.unless_empty if k not in keys]
-    if unknown or (step.unless_empty and step.action != "digest"):
-        t.fail("unless_empty", "digest keys among " + ", ".join(keys), list(step.unless_empty))
+    if step.to == "attendees" and every != "event":
+        t.fail("to", "an audience of the workflow: 'attendees' are an event workflow's", step.to)
+    KINDS[step.action].check(step, every, collect, t.fail)
     t.done()
     return step
 
@@ -271,6 +256,31 @@ def load_workflows(folder: Path) -> list[Workflow]:
                 raise ConfigError(f"steps.{step.id}.source", "the name of a workflow that "
                                   "collects replies", step.source, str(workflow.path))  # fmt: skip
     return workflows
+
+
+def main_workflow(workflows: list[Workflow], name: str | None = None) -> Workflow:
+    """The workflow a command, ``status`` or the demo means: the one named, or by default
+    the first that collects replies from the défis (else the first that collects any).
+
+    Raises ``KeyError`` saying which is missing.
+    """
+    if name:
+        for workflow in workflows:
+            if workflow.name == name:
+                return workflow
+        raise KeyError(f"no workflow named {name!r}")
+    collecting = [w for w in workflows if w.collect is not None]
+    asking = [w for w in collecting if any(s.to == "each_defi" for s in w.steps)]
+    if not collecting:
+        raise KeyError("no workflow collects replies")
+    return (asking or collecting)[0]
+
+
+def digest_steps(workflow: Workflow) -> list[Step]:
+    """The steps after which answers are late (the digests), in the workflow's order."""
+    from .kinds import kind_of
+
+    return [s for s in workflow.steps if kind_of(s).closes]
 
 
 def merged_spec(workflows: list[Workflow], name: str | None = None) -> SectionSpec:

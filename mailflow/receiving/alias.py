@@ -22,16 +22,15 @@ import json
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import sqlite_utils
 
 from ..config import Config
-from ..programme.roster import defi_respondent, defis_of, is_staff, stored_roster
+from ..programme.roster import defi_respondent, defis_of, is_staff
 from ..programme.workflow import Workflow
 from ..sending import tokens
+from ..sending.compose import Mailer
 from ..sending.outbox import Outgoing, iso
-from ..sending.render import Renderer, build_message, rewrap
 from . import authresults
 from .commands import (
     Command,
@@ -61,18 +60,19 @@ class Desk:
     """The alias, bound to a configured mailflow."""
 
     def __init__(
-        self,
-        config: Config,
-        renderer: Renderer,
-        secret: str,
-        workflows: Callable[[], list[Workflow]],
-        vocabulary: Vocabulary,
+        self, mailer: Mailer, workflows: Callable[[], list[Workflow]], vocabulary: Vocabulary
     ) -> None:
-        self.config = config
-        self.renderer = renderer
-        self.secret = secret
+        self.mailer = mailer
         self.workflows = workflows
         self.vocabulary = vocabulary
+
+    @property
+    def config(self) -> Config:
+        return self.mailer.config
+
+    @property
+    def secret(self) -> str:
+        return self.mailer.secret
 
     # -- routing -------------------------------------------------------------------------
     def handle(
@@ -177,9 +177,7 @@ class Desk:
 
         def obey(d: sqlite_utils.Database) -> list[Outgoing]:
             request = Request(d, command, message, parsed, sender, now)
-            outcome = Executor(
-                self.config, self.renderer, self.workflows, self.vocabulary, self._mail
-            ).execute(request)
+            outcome = Executor(self.mailer, self.workflows, self.vocabulary).execute(request)
             summary = json.dumps(outcome.data, default=str, ensure_ascii=False)
             status = "done" if outcome.ok else "failed"
             self._log(d, message, sender, command, status, f"{outcome.code} {summary}", now)
@@ -234,98 +232,36 @@ class Desk:
         return int(row[0])
 
     # -- mail -----------------------------------------------------------------------------
-    def _mail(
-        self,
-        key: str,
-        workflow: str,
-        occurrence: str,
-        step: str,
-        to: list[str],
-        rendered: Any,
-        now: dt.datetime,
-        original: bytes | None = None,
-    ) -> Outgoing:
-        """A mail from the desk; with ``original``, that sent mail again under the rendered
-        subject (its body and Reply-To unchanged: a resend is what was sent)."""
-        token = tokens.Token(workflow, occurrence, step, "staff")
-        message_id = tokens.message_id(self.secret, token, self.config.addresses.message_id_domain)
-        date = now.astimezone(self.config.timezone)
-        if original is not None:
-            subject = rendered.subject
-            raw = rewrap(original, subject=subject, to=to, message_id=message_id, date=date)
-        else:
-            raw = build_message(
-                rendered, sender=self.config.addresses.sender,
-                sender_name=self.config.addresses.sender_name, to=to,
-                reply_to=self.config.addresses.alias, message_id=message_id, date=date,
-            )  # fmt: skip
-        return Outgoing(
-            key, workflow, occurrence, step, "staff", tuple(to), self.config.addresses.sender,
-            message_id, rendered.subject, raw,
-        )  # fmt: skip
-
     def _reply_mail(
         self, message: int, parsed: ParsedMessage, outcome: Outcome, now: dt.datetime
     ) -> Outgoing:
         context = {
-            "outcome": {
-                "verb": outcome.verb,
-                "ok": outcome.ok,
-                "code": outcome.code,
-                **outcome.data,
-            },
+            "outcome": {"verb": outcome.verb, "ok": outcome.ok, "code": outcome.code,
+                        **outcome.data},
             "subject": parsed.subject,
             "vocabulary": self.vocabulary.verbs,
-            "programme": {
-                "name": self.config.addresses.sender_name,
-                "alias": self.config.addresses.alias,
-            },
-        }
-        rendered = self.renderer.render("commands/reply", self.config.language, context)
+            "programme": {"name": self.config.addresses.sender_name,
+                          "alias": self.config.addresses.alias},
+        }  # fmt: skip
         sender = (parsed.from_address or "").lower()
-        return self._mail(
-            f"alias:{now:%Y%m%d}:reply{message}:staff",
-            "alias",
-            now.strftime("%Y%m%d"),
-            f"reply{message}",
-            [sender],
-            rendered,
-            now,
-        )
+        token = tokens.Token("alias", now.strftime("%Y%m%d"), f"reply{message}", "staff")
+        return self.mailer.compose(token, [sender], "commands/reply", self.config.language,
+                                   context, now, reply_to=self.config.addresses.alias)  # fmt: skip
 
     def _refusal_mail(
-        self,
-        db: sqlite_utils.Database,
-        message: int,
-        parsed: ParsedMessage,
-        command: Command,
-        code: str,
-        detail: str,
-        now: dt.datetime,
-        earlier: int = 0,
-    ) -> Outgoing:
-        staff = [s.address for s in stored_roster(db).staff] or [self.config.addresses.alias]
+        self, db: sqlite_utils.Database, message: int, parsed: ParsedMessage, command: Command,
+        code: str, detail: str, now: dt.datetime, earlier: int = 0,
+    ) -> Outgoing:  # fmt: skip
         context = {
             "refusal": {
-                "code": code,
-                "detail": detail,
-                "verb": command.verb,
-                "sender": parsed.from_address or "",
-                "subject": parsed.subject,
+                "code": code, "detail": detail, "verb": command.verb,
+                "sender": parsed.from_address or "", "subject": parsed.subject,
                 "earlier": earlier,  # refused since the last notice about this sender
             },
-            "programme": {
-                "name": self.config.addresses.sender_name,
-                "alias": self.config.addresses.alias,
-            },
-        }
-        rendered = self.renderer.render("commands/refused", self.config.language, context)
-        return self._mail(
-            f"alias:{now:%Y%m%d}:refused{message}:staff",
-            "alias",
-            now.strftime("%Y%m%d"),
-            f"refused{message}",
-            staff,
-            rendered,
-            now,
-        )
+            "programme": {"name": self.config.addresses.sender_name,
+                          "alias": self.config.addresses.alias},
+        }  # fmt: skip
+        token = tokens.Token("alias", now.strftime("%Y%m%d"), f"refused{message}", "staff")
+        return self.mailer.compose(token, self.mailer.staff(db), "commands/refused",
+                                   self.config.language, context, now,
+                                   reply_to=self.config.addresses.alias)  # fmt: skip

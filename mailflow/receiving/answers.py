@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 import sqlite_utils
 
 from ..errors import MailflowError
+from ..programme.receipts import Answer
 from ..programme.roster import (
     defi_respondent,
     defis_of,
     is_staff,
     respondent_addresses,
 )
-from ..programme.steps import Answer
 from ..sending import suppression, tokens
 from ..sending.outbox import Outgoing, iso, queue
 from ..store.db import now_utc, transaction
@@ -40,7 +40,8 @@ from .parse import ParsedMessage
 
 if TYPE_CHECKING:
     from .alias import Handled
-from ..programme.workflow import Workflow
+from ..programme.workflow import Workflow, digest_steps
+from ..store import schedule
 
 log = logging.getLogger(__name__)
 
@@ -283,16 +284,8 @@ def _answered(db: sqlite_utils.Database, workflow: str, occurrence: str, respond
 
 def digest_done(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> bool:
     """Whether a digest of this occurrence has gone out (answers after it are late)."""
-    digests = [s.id for s in workflow.steps if s.action == "digest"]
-    if not digests:
-        return False
-    marks = ",".join("?" * len(digests))
-    row = db.execute(
-        f"select 1 from runs where workflow = ? and occurrence = ? and step in ({marks})"
-        " and status != 'skipped'",
-        [workflow.name, occurrence, *digests],
-    ).fetchone()
-    return row is not None
+    digests = tuple(s.id for s in digest_steps(workflow))
+    return bool(digests) and schedule.any_ran(db, workflow.name, occurrence, digests)
 
 
 def _record(

@@ -12,22 +12,27 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlite_utils
 
-from ..config import Config
+from ..programme.audiences import respondents
+from ..programme.digest import asked as asked_respondents
 from ..programme.events import AUDIENCES, KINDS, Event, get_event, save_event
-from ..programme.occurrences import nominal_day, occurrence_day, occurrence_id
+from ..programme.occurrences import day_of, nominal_day, occurrence_id
 from ..programme.roster import respondent_info, stored_roster
-from ..programme.steps import Occurrence, answered, recipients
-from ..programme.workflow import Workflow
+from ..programme.steps import Occurrence
+from ..programme.workflow import Workflow, digest_steps, main_workflow
+from ..sending import tokens
 from ..sending.outbox import Outgoing, iso
-from ..sending.render import Rendered, Renderer
 from ..sending.suppression import lift
+from ..store import inbound
 from ..tomltable import Table
 from .parse import ParsedMessage
 from .sections import normalize
+
+if TYPE_CHECKING:
+    from ..sending.compose import Mailer
 
 _SUBJECT_PREFIX = re.compile(r"^\s*(\[?mailflow\]?\s*:?\s*)", re.I)
 _KEY_LINE = re.compile(r"^\s*[-*•]?\s*([^:：]{1,40}?)\s*[:：]\s*(.*)$")
@@ -202,13 +207,6 @@ class Done:
     mails: tuple[Outgoing, ...] = ()
 
 
-class MailFactory(Protocol):
-    def __call__(
-        self, key: str, workflow: str, occurrence: str, step: str, to: list[str],
-        rendered: Rendered, now: dt.datetime, original: bytes | None = None, /,
-    ) -> Outgoing: ...  # fmt: skip
-
-
 @dataclass(frozen=True)
 class SentDigest:
     occurrence: str
@@ -232,28 +230,35 @@ def sent_digest(
     return SentDigest(row[0], row[1], dt.datetime.fromisoformat(row[2]), row[3])
 
 
+Handler = Callable[["Executor", "Request"], "Done"]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(verb: str) -> Callable[[Handler], Handler]:
+    """Make a method of ``Executor`` the handler of a verb of ``templates/commands.toml``."""
+
+    def register(handler: Handler) -> Handler:
+        HANDLERS[verb] = handler
+        return handler
+
+    return register
+
+
 class Executor:
     """Carries out staff commands (their authority was checked by the alias desk)."""
 
     def __init__(
-        self,
-        config: Config,
-        renderer: Renderer,
-        workflows: Callable[[], list[Workflow]],
-        vocabulary: Vocabulary,
-        mail: MailFactory,
+        self, mailer: Mailer, workflows: Callable[[], list[Workflow]], vocabulary: Vocabulary
     ) -> None:
-        self.config = config
-        self.renderer = renderer
+        self.mailer = mailer
+        self.config = mailer.config
         self.workflows = workflows
         self.vocabulary = vocabulary
-        self._mail = mail
 
     def execute(self, r: Request) -> Outcome:
         """Do what a command says; a wrong argument gives a failed outcome, never an exception."""
-        action: Callable[[Request], Done] = getattr(self, f"_do_{r.command.verb}")
         try:
-            done = action(r)
+            done = HANDLERS[r.command.verb](self, r)
         except CommandError as e:
             return Outcome(r.command.verb, False, e.code, dict(e.data))
         return Outcome(r.command.verb, True, done.code, done.data, done.mails)
@@ -261,15 +266,10 @@ class Executor:
     def _main_workflow(self, command: Command) -> Workflow:
         name = command.get("workflow")
         collecting = [w for w in self.workflows() if w.collect is not None]
-        if name:
-            for w in collecting:
-                if w.name == name:
-                    return w
-            raise CommandError("unknown_workflow", workflow=name)
-        asking = [w for w in collecting if any(s.to == "each_defi" for s in w.steps)]
-        if not (asking or collecting):
-            raise CommandError("unknown_workflow", workflow="")
-        return (asking or collecting)[0]
+        try:
+            return main_workflow(collecting, name or None)
+        except KeyError:
+            raise CommandError("unknown_workflow", workflow=name) from None
 
     def _occurrence(self, workflow: Workflow, command: Command, now: dt.datetime) -> str:
         week = command.get("week")
@@ -281,6 +281,7 @@ class Executor:
             raise CommandError("bad_week", value=week) from None
         return week
 
+    @handles("event")
     def _do_event(self, r: Request) -> Done:
         db, command = r.db, r.command
         event_id = command.require("id").lower()
@@ -358,6 +359,7 @@ class Executor:
             )
         return found
 
+    @handles("cancel_event")
     def _do_cancel_event(self, r: Request) -> Done:
         db, command = r.db, r.command
         event = get_event(db, command.require("id").lower())
@@ -366,6 +368,7 @@ class Executor:
         save_event(db, replace(event, status="cancelled", source="mail"))
         return Done("cancelled", {"event": event.as_context(self.config.timezone)})
 
+    @handles("skip")
     def _do_skip(self, r: Request) -> Done:
         db, command, sender, now = r.db, r.command, r.sender, r.now
         workflow = self._main_workflow(command)
@@ -382,6 +385,7 @@ class Executor:
         data = {"workflow": workflow.title, "week": occurrence, "started": bool(started)}
         return Done("skipped", data)
 
+    @handles("announce")
     def _do_announce(self, r: Request) -> Done:
         db, command, message, sender, now = r.db, r.command, r.message, r.sender, r.now
         text = command.get("text") or command.text
@@ -395,17 +399,20 @@ class Executor:
         )
         return Done("announced", {"workflow": workflow.title, "text": text})
 
+    @handles("missing")
     def _do_missing(self, r: Request) -> Done:
         db, command, now = r.db, r.command, r.now
         workflow = self._main_workflow(command)
         occurrence = self._occurrence(workflow, command, now)
-        day = occurrence_day(workflow.schedule, occurrence) or nominal_day(
-            workflow.schedule, occurrence
-        )
-        occ = Occurrence(workflow, occurrence, day)
+        occ = Occurrence(workflow, occurrence, day_of(workflow.schedule, occurrence))
         roster = stored_roster(db)
-        asked = [r.id for r in recipients(db, self.config, occ, workflow.steps[0], "each_defi")]
-        done = answered(db, workflow.name, occurrence)
+        # Who was asked (the request's recipients), or who will be: never a reminder's.
+        language = workflow.language or self.config.language
+        opening = workflow.opening
+        asked = asked_respondents(db, workflow, occurrence) or [
+            r.id for r in respondents(roster, occ, opening.to if opening else "each_defi", language)
+        ]
+        done = inbound.answered(db, workflow.name, occurrence)
         names = [respondent_info(roster, r)["name"] for r in asked if r not in done]
         data = {
             "workflow": workflow.title,
@@ -416,6 +423,7 @@ class Executor:
         }
         return Done("listed", data)
 
+    @handles("resend")
     def _do_resend(self, r: Request) -> Done:
         """The digest as it went out (the last one, or that week's), sent again as it was.
 
@@ -424,7 +432,7 @@ class Executor:
         """
         db, command, message, now = r.db, r.command, r.message, r.now
         workflow = self._main_workflow(command)
-        step = next((s for s in workflow.steps if s.action == "digest"), None)
+        step = next(iter(digest_steps(workflow)), None)
         if step is None:
             raise CommandError("no_digest", workflow=workflow.name)
         to = self._resend_to(command, r.sender)
@@ -435,12 +443,10 @@ class Executor:
             code = "not_sent" if week else "none_sent"
             raise CommandError(code, week=week or "", last=last.occurrence if last else "")
         context = {"original": {"subject": sent.subject, "sent_at": sent.sent_at}}
-        rendered = self.renderer.render("commands/resend", self.config.language, context)
+        token = tokens.Token(workflow.name, sent.occurrence, f"resend{message}", "staff")
         key = f"{workflow.name}:{sent.occurrence}:resend{message}:{to}"
-        mail = self._mail(
-            key, workflow.name, sent.occurrence, f"resend{message}", [to], rendered, now,
-            sent.raw,
-        )  # fmt: skip
+        mail = self.mailer.compose(token, [to], "commands/resend", self.config.language, context,
+                                   now, original=sent.raw, key=key)  # fmt: skip
         sent_at = sent.sent_at.astimezone(self.config.timezone)
         data = {"workflow": workflow.title, "week": sent.occurrence, "to": to, "sent_at": sent_at}
         return Done("resent", data, (mail,))
@@ -455,6 +461,7 @@ class Executor:
             return target.strip("<> ").lower()
         raise CommandError("bad_value", key="recipient", value=target, choices="promo, address")
 
+    @handles("handled")
     def _do_handled(self, r: Request) -> Done:
         db, command, parsed, sender, now = r.db, r.command, r.parsed, r.sender, r.now
         who = command.get("sender").strip("<> ").lower()
@@ -469,6 +476,7 @@ class Executor:
         settle_requests(db, requests, sender, now)
         return Done("settled", {"count": len(requests), "sender": who})
 
+    @handles("reactivate")
     def _do_reactivate(self, r: Request) -> Done:
         """Mail a suppressed address again (the staff checked or corrected it)."""
         value = r.command.get("address") or r.command.text
@@ -485,5 +493,6 @@ class Executor:
         data = {"address": address, "reason": lifted.reason, "code": lifted.code, "since": since}
         return Done("reactivated", data)
 
+    @handles("help")
     def _do_help(self, r: Request) -> Done:
         return Done("help", {})

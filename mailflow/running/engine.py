@@ -22,23 +22,16 @@ from ..config import Config
 from ..errors import ClockError, ConfigError, MailflowError, MailServerError
 from ..programme.events import Event, get_event, load_ics, load_planning, sync_events, upcoming
 from ..programme.occurrences import due_at, occurrence_day, occurrences_around
+from ..programme.receipts import Answer, acknowledgement
 from ..programme.roster import Roster, load_roster, sync_roster
-from ..programme.steps import (
-    Answer,
-    Occurrence,
-    StepRun,
-    acknowledgement,
-    change_mails,
-    failed_notice,
-    give_up,
-    run_step,
-)
+from ..programme.steps import Occurrence, StepRun, change_mails, failed_notice, give_up, run_step
 from ..programme.workflow import Step, Workflow, load_workflows, merged_spec
 from ..receiving.alias import Desk
 from ..receiving.answers import InboundReport, handle_inbound
 from ..receiving.commands import Vocabulary
 from ..receiving.ingest import IngestReport, ingest
 from ..sending import notices, outbox, tokens
+from ..sending.compose import Mailer
 from ..sending.failures import report_failures
 from ..sending.outbox import Outgoing, iso, queue
 from ..sending.render import Renderer
@@ -84,15 +77,13 @@ class Engine:
         self.config = config
         self.db = db if db is not None else open_db(config.database)
         self.workflows = load_workflows(config.workflows_dir)
-        self.renderer = Renderer(config.templates_dir, config.timezone)
         self.spec = merged_spec(self.workflows)
         self.secret = tokens.secret_for(self.db, config.security.secret)
+        self.mailer = Mailer(config, Renderer(config.templates_dir, config.timezone), self.secret)
         self._roster_mtime: float | None = None
         self._event_stamps: dict[str, object] = {}
-        self.desk = Desk(
-            config, self.renderer, self.secret, lambda: self.workflows,
-            Vocabulary.load(config.templates_dir / "commands.toml"),
-        )  # fmt: skip
+        vocabulary = Vocabulary.load(config.templates_dir / "commands.toml")
+        self.desk = Desk(self.mailer, lambda: self.workflows, vocabulary)
         if preflight:
             self.check_templates()
         self.sync_roster()
@@ -100,16 +91,22 @@ class Engine:
     def reload(self) -> None:
         """Load the workflow files and templates again; all valid, or nothing changes."""
         workflows = load_workflows(self.config.workflows_dir)
-        renderer = Renderer(self.config.templates_dir, self.config.timezone)
-        previous = (self.workflows, self.renderer)
-        self.workflows, self.renderer = workflows, renderer
+        mailer = Mailer(
+            self.config, Renderer(self.config.templates_dir, self.config.timezone), self.secret
+        )
+        previous = (self.workflows, self.mailer)
+        self.workflows, self.mailer = workflows, mailer
         try:
             self.check_templates()
         except MailflowError:
-            self.workflows, self.renderer = previous
+            self.workflows, self.mailer = previous
             raise
-        self.desk.renderer = renderer
+        self.desk.mailer = mailer
         self.spec = merged_spec(workflows)
+
+    @property
+    def renderer(self) -> Renderer:
+        return self.mailer.renderer
 
     def languages(self) -> set[str]:
         """The languages mail is written in: the config's, the workflows', the défis'."""
@@ -195,9 +192,8 @@ class Engine:
                 detail = "; ".join(d for _, _, d in changes if d)
                 for workflow in self.workflows:
                     mails += change_mails(
-                        self.db, self.config, self.renderer, self.secret, workflow, event,
-                        change, detail, now,
-                    )  # fmt: skip
+                        self.db, self.mailer, workflow, event, change, detail, now
+                    )
             with transaction(self.db):
                 for mail in mails:
                     queued += queue(self.db, mail, now)
@@ -259,12 +255,12 @@ class Engine:
         report.steps = self.run_due(now, report)
         self.notify_event_changes(now)
         if not deliver_mail:
-            report_failures(self.db, self.config, self.renderer, self.secret, now)
-            notices.flush(self.db, self.config, self.renderer, self.secret, self.workflows, now)
+            report_failures(self.db, self.mailer, now)
+            notices.flush(self.db, self.mailer, self.workflows, now)
             return report
         report.delivery = deliver(self.db, self.config.smtp, now)
-        failures = report_failures(self.db, self.config, self.renderer, self.secret, now)
-        told = notices.flush(self.db, self.config, self.renderer, self.secret, self.workflows, now)
+        failures = report_failures(self.db, self.mailer, now)
+        told = notices.flush(self.db, self.mailer, self.workflows, now)
         if failures or told:  # the staff's own mail goes in the same tick
             report.delivery.add(deliver(self.db, self.config.smtp, now))
         if report.delivery.error:
@@ -322,7 +318,7 @@ class Engine:
         return DryRun(report, [(m, subjects[m.id]) for m in mails])
 
     def receipt(self, answer: Answer, now: dt.datetime) -> Outgoing:
-        return acknowledgement(self.db, self.config, self.renderer, self.secret, answer, now)
+        return acknowledgement(self.db, self.mailer, answer, now)
 
     def occurrences(self, workflow: Workflow, start: dt.date, end: dt.date) -> list[Occurrence]:
         """The occurrences of a workflow whose day lies between ``start`` and ``end``.
@@ -404,10 +400,7 @@ class Engine:
             step = occ.workflow.step(step_id)
             try:
                 runs.append(
-                    run_step(
-                        self.db, self.config, self.renderer, self.secret, occ, step, due, now,
-                        blind,
-                    )
+                    run_step(self.db, self.mailer, occ, step, due, now, blind)
                 )  # fmt: skip
             except Exception as e:
                 # A broken template (or a bug) in one step must not stop the other steps,

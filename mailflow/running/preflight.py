@@ -21,12 +21,14 @@ import sqlite_utils
 
 from ..programme.events import Event, save_event
 from ..programme.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
+from ..programme.receipts import Answer, acknowledgement
 from ..programme.roster import Defi, Member, Mentor, Roster, Staff, staff_respondent, sync_roster
-from ..programme.steps import Answer, Occurrence, acknowledgement, change_mails, step_mails
-from ..programme.workflow import Workflow
+from ..programme.steps import Occurrence, change_mails, step_mails
+from ..programme.workflow import Workflow, digest_steps
 from ..receiving.commands import Command, Executor, Request
 from ..receiving.parse import ParsedMessage
 from ..sending import notices, outbox
+from ..sending.compose import Mailer
 from ..sending.failures import report_failures
 from ..sending.render import Renderer
 from ..sending.suppression import suppress
@@ -120,7 +122,8 @@ def _render_all(
     now: dt.datetime,
 ) -> None:  # fmt: skip
     config = _config_for(engine, language)
-    secret, tz = engine.secret, config.timezone
+    tz = config.timezone
+    mailer = Mailer(config, renderer, engine.secret)
     event = _event(db, config, now)
     message = _message(db, now)
     workflows = [_in(w, language) for w in engine.workflows]
@@ -131,19 +134,19 @@ def _render_all(
         for step in workflow.steps:
             due = due_at(step, occ.day, tz, workflow.schedule)
             for late in (False, True):
-                step_mails(db, config, renderer, secret, occ, step, due, due, late)
+                step_mails(db, mailer, occ, step, due, due, late)
         if workflow.acknowledge:
             for late in (False, True):
                 answer = Answer(
                     workflow, occ.id, "d-answered", f"answered.a@{SAMPLE}.test", "Ada Sample",
                     message, _answer_data(workflow), late,
                 )  # fmt: skip
-                acknowledgement(db, config, renderer, secret, answer, now)
+                acknowledgement(db, mailer, answer, now)
         if workflow.update_template or workflow.cancel_template:
-            _changes(db, config, renderer, secret, workflow, occ, event, now)
-    _notices(db, config, renderer, secret, workflows, now)
-    _failures(db, config, renderer, secret, now)
-    _commands(engine, config, renderer, db, message, workflows, now)
+            _changes(db, mailer, workflow, occ, event, now)
+    _notices(db, mailer, workflows, now)
+    _failures(db, mailer, now)
+    _commands(engine, mailer, db, message, workflows, now)
 
 
 def _in(workflow: Workflow, language: str) -> Workflow:
@@ -252,7 +255,7 @@ def _shared(
 
 
 def _changes(
-    db: sqlite_utils.Database, config: Any, renderer: Renderer, secret: str, workflow: Workflow,
+    db: sqlite_utils.Database, mailer: Mailer, workflow: Workflow,
     occ: Occurrence, event: Event, now: dt.datetime,
 ) -> None:  # fmt: skip
     db.execute(
@@ -261,19 +264,18 @@ def _changes(
         [workflow.name, occ.id, outbox.iso(now), outbox.iso(now)],
     )
     for change in ("changed", "cancelled"):
-        change_mails(db, config, renderer, secret, workflow, event, change, SAMPLE, now)
+        change_mails(db, mailer, workflow, event, change, SAMPLE, now)
 
 
 def _notices(
-    db: sqlite_utils.Database, config: Any, renderer: Renderer, secret: str,
-    workflows: list[Workflow], now: dt.datetime,
+    db: sqlite_utils.Database, mailer: Mailer, workflows: list[Workflow], now: dt.datetime,
 ) -> None:  # fmt: skip
     kinds = [(notices.Kind.HELD, "blind"), (notices.Kind.FAILED, "failed"),
              (notices.Kind.BLIND, "")]  # fmt: skip
     kinds += [(notices.Kind.SKIPPED, reason) for reason in
               ("missed", "not_asked", "later_ran", "blind", "failed")]  # fmt: skip
     for workflow in workflows:
-        tz = config.timezone
+        tz = mailer.config.timezone
         occurrence = occurrence_id(workflow.schedule, now.astimezone(tz).date()) if (
             workflow.schedule.every != "event"
         ) else f"ev-{SAMPLE}"  # fmt: skip
@@ -284,12 +286,10 @@ def _notices(
                     key, kind, workflow.name, occurrence, step.id, reason, SAMPLE
                 )
                 notices.record(db, notice, now)
-    notices.flush(db, config, renderer, secret, workflows, now)
+    notices.flush(db, mailer, workflows, now)
 
 
-def _failures(
-    db: sqlite_utils.Database, config: Any, renderer: Renderer, secret: str, now: dt.datetime
-) -> None:
+def _failures(db: sqlite_utils.Database, mailer: Mailer, now: dt.datetime) -> None:
     """A refused address, a bounced one, retries run out, a mail that reached nobody."""
     mail = outbox.Outgoing(
         "sample:failed", "retro", SAMPLE, "request", "d-answered",
@@ -311,7 +311,7 @@ def _failures(
             "update outbox set status = 'failed', failure = ?, error = ? where id = ?",
             [failure, error, row],
         )
-        report_failures(db, config, renderer, secret, now)
+        report_failures(db, mailer, now)
         db.execute("delete from outbox where key like 'system:failures:%'")
         db.execute("update outbox set reported_at = null")
 
@@ -320,7 +320,7 @@ def _sent_digests(db: sqlite_utils.Database, workflows: list[Workflow], now: dt.
     """A digest that went out for each collecting workflow, for the resend command."""
     raw = b"From: s@sample.test\r\nSubject: sample\r\nMessage-ID: <d@sample.test>\r\n\r\nsample\r\n"
     for workflow in workflows:
-        step = next((s for s in workflow.steps if s.action == "digest"), None)
+        step = next(iter(digest_steps(workflow)), None)
         if workflow.collect is None or step is None:
             continue
         mail = outbox.Outgoing(
@@ -361,16 +361,16 @@ _COMMANDS = [
 
 
 def _commands(
-    engine: Engine, config: Any, renderer: Renderer, db: sqlite_utils.Database, message: int,
+    engine: Engine, mailer: Mailer, db: sqlite_utils.Database, message: int,
     workflows: list[Workflow], now: dt.datetime,
 ) -> None:  # fmt: skip
     """Every verb's confirmation and one refusal, as the alias desk renders them."""
     from ..receiving.alias import Desk
 
-    desk = Desk(config, renderer, engine.secret, lambda: workflows, engine.desk.vocabulary)
+    desk = Desk(mailer, lambda: workflows, engine.desk.vocabulary)
     _sent_digests(db, workflows, now)
     parsed = ParsedMessage(f"<{SAMPLE}@{SAMPLE}.test>", STAFF, "Sam Sample", SAMPLE, None)
-    executor = Executor(config, renderer, lambda: workflows, desk.vocabulary, desk._mail)
+    executor = Executor(mailer, lambda: workflows, desk.vocabulary)
     for verb, arguments, text in _COMMANDS:
         command = Command(verb, dict(arguments), text)
         outcome = executor.execute(Request(db, command, message, parsed, parsed.from_address

@@ -18,22 +18,20 @@ from typing import Any
 
 import sqlite_utils
 
-from ..config import Config
 from ..programme.roster import Roster, respondent_info, stored_roster
 from ..store.db import transaction
 from . import tokens
-from .outbox import Outgoing, iso, queue
-from .render import Renderer, build_message
+from .compose import Mailer
+from .outbox import iso, queue
 from .send import BACKOFF
 
 _NOT_REPORTED = "('staff', 'alias')"  # recipients of mail to the staff: never reported
 _SMTP_ANSWER = re.compile(r"^\d{3}\s")
 
 
-def report_failures(
-    db: sqlite_utils.Database, config: Config, renderer: Renderer, secret: str, now: dt.datetime
-) -> bool:
+def report_failures(db: sqlite_utils.Database, mailer: Mailer, now: dt.datetime) -> bool:
     """Queue today's notice to the staff if something failed since the last one; True if queued."""
+    config = mailer.config
     local = now.astimezone(config.timezone)
     day = local.date().isoformat()
     key = f"system:failures:{day}"
@@ -53,7 +51,11 @@ def report_failures(
             "retry_hours": sum(BACKOFF) // 3600,
             "programme": {"name": config.addresses.sender_name, "alias": config.addresses.alias},
         }
-        queue(db, _notice(db, config, renderer, secret, context, key, now), now)
+        token = tokens.Token("system", local.strftime("%Y%m%d"), "failures", "staff")
+        mail = mailer.compose(
+            token, mailer.staff(db), "system/failures", config.language, context, now, key=key
+        )
+        queue(db, mail, now)
         db.execute("update suppressed set reported_on = ? where reported_on is null", [day])
         db.execute(
             "update deliveries set reported_on = ? where status = 'failed' and reported_on is null",
@@ -64,32 +66,6 @@ def report_failures(
             [iso(now)],
         )
     return True
-
-
-def _notice(
-    db: sqlite_utils.Database,
-    config: Config,
-    renderer: Renderer,
-    secret: str,
-    context: dict[str, Any],
-    key: str,
-    now: dt.datetime,
-) -> Outgoing:
-    staff = [row[0] for row in db.execute("select address from staff order by address")]
-    to = staff or [config.addresses.alias]
-    day = context["now"].strftime("%Y%m%d")
-    token = tokens.Token("system", day, "failures", "staff")
-    message_id = tokens.message_id(secret, token, config.addresses.message_id_domain)
-    rendered = renderer.render("system/failures", config.language, context)
-    addresses = config.addresses
-    raw = build_message(
-        rendered, sender=addresses.sender, sender_name=addresses.sender_name, to=to,
-        reply_to=addresses.reply_to, message_id=message_id, date=context["now"],
-    )  # fmt: skip
-    return Outgoing(
-        key, "system", day, "failures", "staff", tuple(to), addresses.sender, message_id,
-        rendered.subject, raw,
-    )  # fmt: skip
 
 
 def _person(roster: Roster, address: str) -> dict[str, Any]:

@@ -15,14 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 
+from ..store import schedule
 from ..store.db import transaction
 from . import tokens
-from .outbox import Outgoing, iso, queue
-from .render import Renderer, build_message
+from .outbox import queue
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..programme.workflow import Workflow
+    from .compose import Mailer
 
 
 class Kind(StrEnum):
@@ -45,23 +46,14 @@ class Notice:
 
 def record(db: sqlite_utils.Database, notice: Notice, now: dt.datetime) -> bool:
     """Keep a notice for the staff unless one with its key exists; True when it is new."""
-    cursor = db.execute(
-        "insert into notices (key, kind, workflow, occurrence, step, reason, detail, created_at)"
-        " values (?, ?, ?, ?, ?, ?, ?, ?) on conflict (key) do nothing",
-        [
-            notice.key, str(notice.kind), notice.workflow, notice.occurrence, notice.step,
-            notice.reason, notice.detail, iso(now),
-        ],
-    )  # fmt: skip
-    return bool(cursor.rowcount)
+    fields = (notice.key, str(notice.kind), notice.workflow, notice.occurrence, notice.step,
+              notice.reason, notice.detail)  # fmt: skip
+    return schedule.record_notice(db, fields, now)
 
 
 def pending(db: sqlite_utils.Database) -> list[tuple[int, Notice, str]]:
-    rows = db.execute(
-        "select id, key, kind, workflow, occurrence, step, reason, detail, created_at"
-        " from notices where sent_at is null order by id"
-    ).fetchall()
-    return [(r[0], Notice(r[1], Kind(r[2]), *r[3:8]), r[8]) for r in rows]
+    rows = schedule.pending_notices(db)
+    return [(int(r[0]), Notice(r[1], Kind(r[2]), *r[3:8]), r[8]) for r in rows]
 
 
 def _item(
@@ -132,17 +124,13 @@ def _grouped(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def flush(
-    db: sqlite_utils.Database,
-    config: Config,
-    renderer: Renderer,
-    secret: str,
-    workflows: list[Workflow],
-    now: dt.datetime,
+    db: sqlite_utils.Database, mailer: Mailer, workflows: list[Workflow], now: dt.datetime
 ) -> bool:
     """Queue one mail to the staff with every notice not told yet; True when one was queued."""
     rows = pending(db)
     if not rows:
         return False
+    config = mailer.config
     by_name = {w.name: w for w in workflows}
     items = _grouped([_item(db, n, created, by_name, config) for _, n, created in rows])
     local = now.astimezone(config.timezone)
@@ -150,26 +138,11 @@ def flush(
         "notices": items, "now": local, "mailbox": config.imap.username,
         "programme": {"name": config.addresses.sender_name, "alias": config.addresses.alias},
     }  # fmt: skip
-    rendered = renderer.render("system/notice", config.language, context)
-    staff = [r[0] for r in db.execute("select address from staff order by address")]
-    to = staff or [config.addresses.alias]
     first = rows[0][0]
     token = tokens.Token("system", local.strftime("%Y%m%d"), f"notice{first}", "staff")
-    addresses = config.addresses
-    message_id = tokens.message_id(secret, token, addresses.message_id_domain)
-    raw = build_message(
-        rendered, sender=addresses.sender, sender_name=addresses.sender_name, to=to,
-        reply_to=addresses.alias, message_id=message_id, date=local,
-    )  # fmt: skip
-    mail = Outgoing(
-        f"system:notice:{first}-{rows[-1][0]}", "system", token.occurrence, token.step, "staff",
-        tuple(to), addresses.sender, message_id, rendered.subject, raw,
-    )  # fmt: skip
+    mail = mailer.compose(token, mailer.staff(db), "system/notice", config.language, context, now,
+                          reply_to=config.addresses.alias)  # fmt: skip
     with transaction(db):
         queue(db, mail, now)
-        marks = ",".join("?" * len(rows))
-        db.execute(
-            f"update notices set sent_at = ? where id in ({marks})",
-            [iso(now), *(r[0] for r in rows)],
-        )
+        schedule.notices_sent(db, [r[0] for r in rows], now)
     return True

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
+from ..store.db import iso
+
 STATUSES = ("queued", "sending", "sent", "failed")
 
 
@@ -44,10 +46,6 @@ class Pending:
     raw: bytes
     attempts: int
     status: str
-
-
-def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 def queue(db: sqlite_utils.Database, mail: Outgoing, now: dt.datetime) -> bool:

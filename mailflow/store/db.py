@@ -72,6 +72,11 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
         db.conn.execute("COMMIT")
 
 
+def iso(moment: dt.datetime) -> str:
+    """An instant as stored: ISO 8601 in UTC, to the second."""
+    return moment.astimezone(dt.UTC).isoformat(timespec="seconds")
+
+
 def now_utc() -> str:
     """The current instant as stored: ISO 8601 in UTC with an explicit offset."""
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

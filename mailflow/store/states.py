@@ -1,0 +1,101 @@
+"""The words the store keeps for states, as enums: no module spells them itself.
+
+What each incoming message was taken for (``Kind``) and how it stands (``Status``), what
+each run of a step did (``Run``), where each outgoing mail is (``Sending``), and the ids
+of respondents (``Respondent``): "d-<défi>", "s-<staff hash>", "p-<person hash>".
+"""
+
+from __future__ import annotations
+
+import hashlib
+from enum import StrEnum
+
+
+class Kind(StrEnum):
+    """What an incoming message was taken for (``inbound.kind``)."""
+
+    ANSWER = "answer"
+    AUTO_REPLY = "auto_reply"
+    BOUNCE = "bounce"
+    REPLY = "reply"  # a reply to a mail that asks nothing (a digest, a receipt)
+    STAFF = "staff"  # a staff member's mail that is no answer, command or reply to help
+    UNKNOWN_SENDER = "unknown_sender"
+    UNREADABLE = "unreadable"
+    ERROR = "error"
+    COMMAND = "command"
+    HELP = "help"
+    STAFF_REPLY = "staff_reply"
+
+
+class Status(StrEnum):
+    """How an incoming message stands (``inbound.status``)."""
+
+    COUNTED = "counted"  # an answer, before its occurrence's digest
+    LATE = "late"  # an answer after it, for the next digest
+    NON_MEMBER = "non_member"
+    AMBIGUOUS = "ambiguous"
+    UNREADABLE = "unreadable"
+    RECORDED = "recorded"
+    DELAYED = "delayed"  # a bounce saying the relay still tries
+    FAILED = "failed"
+    WAITING = "waiting"  # a help request
+    EXECUTED = "executed"
+    REFUSED = "refused"
+
+
+ANSWERED = (Status.COUNTED, Status.LATE)  # the answers that count
+
+
+class Run(StrEnum):
+    """What a step of an occurrence did (``runs.status``)."""
+
+    DONE = "done"
+    LATE = "late"
+    SKIPPED = "skipped"
+    HELD = "held"  # not recorded: tried again at the next tick
+
+
+class Sending(StrEnum):
+    """Where an outgoing mail is (``outbox.status``)."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Respondent(str):
+    """A respondent's id as stored and signed in tokens: a str, with what it names."""
+
+    DEFI, STAFF, PERSON = "d-", "s-", "p-"
+
+    @classmethod
+    def defi(cls, defi_id: str) -> Respondent:
+        return cls(cls.DEFI + defi_id)
+
+    @classmethod
+    def staff(cls, address: str) -> Respondent:
+        return cls(cls.STAFF + _hash(address))
+
+    @classmethod
+    def person(cls, address: str) -> Respondent:
+        """A person who receives a mail of their own (an invitation), and answers nothing."""
+        return cls(cls.PERSON + _hash(address))
+
+    @property
+    def defi_id(self) -> str | None:
+        """The défi's id, for a défi; None for anyone else."""
+        return self[2:] if self.startswith(self.DEFI) else None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.startswith(self.STAFF)
+
+    @property
+    def answers(self) -> bool:
+        """Whether this respondent answers workflows (a défi or a staff member)."""
+        return self.startswith((self.DEFI, self.STAFF))
+
+
+def _hash(address: str) -> str:
+    return hashlib.sha256(address.lower().encode()).hexdigest()[:12]
