@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import sqlite_utils
 
+from ..errors import ConfigError
 from ..programme.audiences import respondents
 from ..programme.digest import asked as asked_respondents
 from ..programme.events import AUDIENCES, KINDS, Event, get_event, save_event
@@ -66,6 +67,12 @@ class Vocabulary:
             tables.append({k: tuple(normalize(w) for w in table.strings(k)) for k in table.data})
             table.done()
         root.done()
+        unknown = [verb for verb in tables[0] if verb not in HANDLERS]
+        if unknown:
+            raise ConfigError(
+                f"verbs.{unknown[0]}", "a verb mailflow can carry out: " + ", ".join(HANDLERS),
+                source=str(path),
+            )  # fmt: skip
         return cls(*tables)
 
     def value(self, word: str, choices: tuple[str, ...]) -> str | None:

@@ -90,7 +90,9 @@ def _item(
     item["day"] = day
     step = next((s for s in workflow.steps if s.id == notice.step), None)
     if step is not None:
-        item["step"] = {"id": step.id, "action": step.action, "to": step.to, "only": step.only}
+        from ..programme.kinds import kind_of
+
+        item["step"] = {"id": step.id, "role": kind_of(step).role(step)}
         if day is not None:
             item["due"] = due_at(step, day, tz, workflow.schedule)
             item["until"] = item["due"] + step.grace
