@@ -34,6 +34,15 @@ ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that needs the mail servers, so that ``-m "not servers"`` is the
+    fast tier: the tests that need nothing but Python."""
+    for item in items:
+        own = item.get_closest_marker("wheel") or item.get_closest_marker("starts_servers")
+        if own or "localmail" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.servers)
+
+
 @pytest.fixture(scope="session")
 def localmail() -> Iterator[LocalMail]:
     try:

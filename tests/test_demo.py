@@ -73,6 +73,7 @@ def _servers_stopped(folder: Path) -> None:
             socket.create_connection(("127.0.0.1", config[table]["port"]), timeout=2).close()
 
 
+@pytest.mark.starts_servers
 def test_the_demo_tells_the_day_in_french_and_leaves_its_folder(tmp_path):
     folder = tmp_path / "demo"
     friday = next_friday(dt.date.today())  # the default: the coming Friday, in the future
@@ -132,6 +133,7 @@ def test_the_demo_tells_the_day_in_french_and_leaves_its_folder(tmp_path):
     assert "ancien.membre@geocarto.test refused (550" in (folder / "mailflow.log").read_text()
 
 
+@pytest.mark.starts_servers
 def test_the_demo_speaks_english_when_asked(tmp_path):
     folder = tmp_path / "demo-en"
     output = _demo(folder, "--language", "en", "--friday", "2026-11-27")
