@@ -108,7 +108,7 @@ def _grouped(names: list[str], folders: tuple[str, ...]) -> list[str]:
 )  # fmt: skip
 @click.option(
     "--workflow", "workflow_name",
-    help="Split by this workflow's headings (default: those of the workflows asking the défis).",
+    help="Split by this workflow's headings (default: those of the workflows asking the teams).",
 )  # fmt: skip
 @click.pass_context
 def parse(

@@ -402,7 +402,7 @@ def test_doctor_says_what_is_wrong_in_plain_words(programme, make_config):
     assert result.exit_code == 0, result.output
     expected = [
         "ok   config", "ok   secrets", "ok   database", "ok   workflows", "ok   templates",
-        "ok   roster: 1 défis, 1 members, 2 staff members", "ok   IMAP: logged in as",
+        "ok   roster: 1 teams, 1 members, 2 staff members", "ok   IMAP: logged in as",
         "WARN alias: no mail to", "ok   SMTP",
     ]  # fmt: skip
     for line in expected:

@@ -83,7 +83,7 @@ def test_doctor_reports_a_workflow_error_once_under_workflows(programme, tmp_pat
     output = p.run("doctor").output
     assert output.count('step "request".at') == 1
     assert "FAIL workflows: " in output and "FAIL templates: not checked" in output
-    assert "roster: 1 défis" in output  # the roster is judged on its own
+    assert "roster: 1 teams" in output  # the roster is judged on its own
 
 
 def test_doctor_sees_mail_to_the_alias_reach_the_mailbox(programme):

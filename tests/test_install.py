@@ -2,7 +2,7 @@
 
 The wheel is built from a copy of this checkout's files (as a clone has them) and
 installed with Debian's own ``python3 -m venv`` outside the checkout, once per session,
-exactly as the README's "Running it for a year" does; its dependencies come from PyPI.
+exactly as the README's "Install it for real" does; its dependencies come from PyPI.
 The service is played as systemd would run it, without a running systemd: the unit's
 own lines give the command, the secrets file, the state directory, its mode and the
 umask, and the daemon runs as an unprivileged uid (``setpriv``), as do the staff.
@@ -80,9 +80,9 @@ def _copy_checkout(target: Path) -> None:
 
 
 def readme_commands() -> list[list[str]]:
-    """The shell blocks of the README's "Running it for a year": its install commands."""
+    """The shell blocks of the README's "Install it for real": its install commands."""
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("## Running it for a year") :]
+    section = text[text.index("## Install it for real") :]
     section = section[: section.index("\n## ", 1)]
     return [b.strip().splitlines() for b in re.findall(r"```sh\n(.*?)```", section, re.S)]
 

@@ -44,7 +44,10 @@ from ..sending.render import Renderer
 from . import narration
 from .reports import find_workflow, status
 
-SHARED, ALIAS, COHORT = "mailflow@programme.test", "equipe@programme.test", "promo@programme.test"
+_ADDRESSES = tomllib.loads(resources.files("mailflow").joinpath("defaults/demo.toml").read_text())[
+    "addresses"
+]
+SHARED, ALIAS, COHORT = _ADDRESSES["shared"], _ADDRESSES["alias"], _ADDRESSES["cohort"]
 
 # The loopback SMTP server stands for the programme's MX: it adds Authentication-Results.
 DEMO_SETTINGS = """[events]
@@ -423,9 +426,7 @@ class _Play:
 
     def _digest(self) -> dict[str, str]:
         """The digest as the cohort's mailbox received it."""
-        digest = next(
-            s.id for s in digest_steps(self.workflow) if s.to == "cohort"
-        )
+        digest = next(s.id for s in digest_steps(self.workflow) if s.to == "cohort")
         raw = self._received(COHORT, self._message_id(digest, "cohort"))
         message = email.message_from_bytes(raw)
         return {"subject": decode_header(message.get("Subject", "")),

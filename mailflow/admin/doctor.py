@@ -212,15 +212,15 @@ def _roster(config: Config) -> str:
     from ..programme.roster import load_roster
 
     if config.roster is None:
-        raise MailflowError("no roster: set [mailflow] roster to a file of défis and staff")
+        raise MailflowError("no roster: set [mailflow] roster to a file of teams and staff")
     roster = load_roster(config.roster)
     members = sum(len(d.members) for d in roster.defis)
     if not roster.staff:
         return (
-            f"{len(roster.defis)} défis, {members} members, no staff: staff mail goes to the "
+            f"{len(roster.defis)} teams, {members} members, no staff: staff mail goes to the "
             f"alias {config.addresses.alias}"
         )
-    return f"{len(roster.defis)} défis, {members} members, {len(roster.staff)} staff members"
+    return f"{len(roster.defis)} teams, {members} members, {len(roster.staff)} staff members"
 
 
 def _imap(config: Config) -> str:

@@ -131,7 +131,7 @@ def load_roster(path: Path) -> Roster:
         defi_id = t.string("id", pattern=ID)
         t.identify(defi_id)
         if defi_id in seen:
-            t.fail("id", "an id used by no other défi", defi_id)
+            t.fail("id", "an id used by no other [[defi]]", defi_id)
         seen.add(defi_id)
         members = tuple(_member(t, "members", m) for m in t.strings("members", ()))
         defis.append(
@@ -161,7 +161,7 @@ def load_roster(path: Path) -> Roster:
         followed = t.strings("defis", ())
         unknown = [d for d in followed if d not in seen]
         if unknown:
-            t.fail("defis", "ids of défis of this roster", unknown)
+            t.fail("defis", "ids of [[defi]] tables of this roster", unknown)
         mentors.append(Mentor(address.lower(), t.string("name", ""), followed))
         t.done()
     root.done()

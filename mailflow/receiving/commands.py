@@ -466,7 +466,8 @@ class Executor:
             return self.config.addresses.cohort
         if "@" in target:
             return target.strip("<> ").lower()
-        raise CommandError("bad_value", key="recipient", value=target, choices="promo, address")
+        words = ", ".join(self.vocabulary.values.get("cohort", ())[:1])
+        raise CommandError("bad_value", key="recipient", value=target, choices=words)
 
     @handles("handled")
     def _do_handled(self, r: Request) -> Done:

@@ -131,7 +131,7 @@ class Engine:
             return None
         roster = load_roster(path)
         if sync_roster(self.db, roster):
-            log.info("roster loaded: %d défis, %d staff", len(roster.defis), len(roster.staff))
+            log.info("roster loaded: %d teams, %d staff", len(roster.defis), len(roster.staff))
         self._roster_mtime = mtime
         return roster
 
