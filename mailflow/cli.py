@@ -325,7 +325,7 @@ def _workflow(engine: Engine, name: str | None) -> Workflow:
 @click.option(
     "--html", "html_file", type=click.Path(dir_okay=False), help="Write the HTML part here."
 )
-@click.option("--language", type=click.Choice(["fr", "en"]), help="Default: the configured one.")
+@click.option("--language", help="A language of the templates (default: the configured one).")
 @click.pass_context
 def digest(
     ctx: click.Context, week: str | None, workflow_name: str | None, step_id: str | None,
@@ -345,6 +345,8 @@ def digest(
         hint = f"{workflow.name} has no digest step {step_id!r}"
         raise click.BadParameter(hint, param_hint="--step")
     occurrence = _occurrence(engine, workflow, week)
+    if language is not None:
+        _check_language(engine.config.templates_dir, language)
     shown = reports.preview(engine, workflow, occurrence, step_id, language)
     rendered = shown.rendered
     if html_file:
@@ -475,8 +477,8 @@ def run(
 )  # fmt: skip
 @click.option("--friday", type=click.DateTime(["%Y-%m-%d"]), help="Default: the coming Friday.")
 @click.option(
-    "--language", type=click.Choice(["fr", "en"]), default="fr", show_default=True,
-    help="The demo config's language: what the demo says, and its mail.",
+    "--language", default="fr", show_default=True,
+    help="The demo config's language (one of the templates'): what the demo says, and its mail.",
 )  # fmt: skip
 def demo(folder: str, friday: dt.datetime | None, language: str) -> None:
     """Play a whole Friday of the retrospective on loopback Dovecot and SMTP servers."""
@@ -485,7 +487,19 @@ def demo(folder: str, friday: dt.datetime | None, language: str) -> None:
     from .admin.demo import next_friday, run_demo
 
     day = friday.date() if friday else next_friday(dt.date.today())
+    from .config import shipped
+
+    _check_language(shipped("templates"), language)
     run_demo(Path(folder), day, click.echo, language=language, program=_program())
+
+
+def _check_language(templates: Path, language: str) -> None:
+    from .config import template_languages
+
+    known = template_languages(templates)
+    if language not in known:
+        raise click.BadParameter(f"{language!r} is none of the templates' ({', '.join(known)})",
+                                 param_hint="--language")  # fmt: skip
 
 
 def _program() -> str:

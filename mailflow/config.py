@@ -16,7 +16,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from .errors import ConfigError
-from .tomltable import ADDRESS, VARIABLE, Table
+from .tomltable import ADDRESS, LANGUAGE, VARIABLE, Table
 
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
 SECURITY_MODES = ("tls", "starttls", "none")
@@ -153,6 +153,13 @@ def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+def template_languages(folder: Path) -> tuple[str, ...]:
+    """The languages mail can be written in: those of the templates present
+    (``NAME.LANG.txt.j2``). The preflight checks that each one in use has every template."""
+    found = {p.name.split(".")[-3] for p in folder.rglob("*.txt.j2") if p.name.count(".") >= 3}
+    return tuple(sorted(found))
+
+
 def find_config(path: Path | str | None = None, env: Mapping[str, str] = os.environ) -> Path:
     """The config file to use: the given path, ``$MAILFLOW_CONFIG``, or ``./mailflow.toml``."""
     if path is None:
@@ -184,9 +191,14 @@ def config_from_table(
     main = root.table("mailflow")
     database = resolve(main.string("database", "mailflow.db"))
     timezone = main.timezone("timezone", "Europe/Paris")
-    language = main.string("language", "fr", choices=("fr", "en"))
+    language = main.string("language", "fr", pattern=LANGUAGE)
     workflows_dir = resolve(main.string("workflows", str(shipped("workflows"))))
     templates_dir = resolve(main.string("templates", str(shipped("templates"))))
+    if not templates_dir.is_dir():
+        main.fail("templates", "an existing folder of templates", str(templates_dir))
+    known = template_languages(templates_dir)
+    if language not in known:
+        main.fail("language", "a language of the templates: " + ", ".join(known), language)
     roster_value = main.string("roster", "")
     rehearsal = main.boolean("rehearsal", False)
     main.done()

@@ -36,6 +36,7 @@ ID = Pattern(r"[a-z0-9][a-z0-9-]*", "lower-case letters (no accent), digits and 
 KEY = Pattern(r"[a-z][a-z0-9_]*", "lower-case letters (no accent), digits and underscores")
 VARIABLE = Pattern(r"[A-Za-z_]\w*", "an environment variable name such as MAILFLOW_SECRET")
 TEMPLATE = Pattern(r"[A-Za-z0-9_/-]+", "a template name such as retro/request")
+LANGUAGE = Pattern(r"[a-z]{2}", "a two-letter language code that the templates have, such as fr")
 ADDRESS = Pattern(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+", "an email address such as name@example.org")
 
 _SIZE_UNITS = {"": 1, "b": 1, "kb": 1024, "k": 1024, "mb": 1024**2, "m": 1024**2, "gb": 1024**3}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from importlib import resources
 from pathlib import Path
 
 import pytest
@@ -103,6 +102,15 @@ def test_syntax_error_and_missing_file(tmp_path):
 
 
 def test_the_example_written_by_init_loads(tmp_path):
-    example = resources.files("mailflow").joinpath("defaults/mailflow.toml").read_text()
-    config = load_config(write(tmp_path, example), env={})
+    from mailflow.admin.site import init_site
+
+    init_site(tmp_path)
+    config = load_config(tmp_path / "mailflow.toml", env={})
     assert config.addresses.alias.startswith("equipe@")
+    assert config.templates_dir == tmp_path / "templates" and config.language == "fr"
+
+
+def test_the_language_must_be_one_of_the_templates(tmp_path):
+    expected = r"mailflow\.language: expected a language of the templates: en, fr, got 'de'"
+    with pytest.raises(ConfigError, match=expected):
+        load_config(write(tmp_path, '[mailflow]\nlanguage = "de"\n' + MINIMAL), env={})

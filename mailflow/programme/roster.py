@@ -40,7 +40,7 @@ import sqlite_utils
 
 from ..sending.suppression import lift_unlisted
 from ..store.db import transaction
-from ..tomltable import ADDRESS, ID, Table
+from ..tomltable import ADDRESS, ID, LANGUAGE, Table
 
 
 @dataclass(frozen=True)
@@ -140,7 +140,7 @@ def load_roster(path: Path) -> Roster:
                 name=t.string("name"),
                 host=t.string("host", ""),
                 members=members,
-                language=t.string("language", None, choices=("fr", "en")),
+                language=t.string("language", None, pattern=LANGUAGE),
                 active_from=t.date("active_from", None),
                 active_until=t.date("active_until", None),
             )

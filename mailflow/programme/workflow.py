@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..receiving.sections import Heading, SectionSpec, spec_from_table
 from ..tomltable import _MISSING as _REQUIRED
-from ..tomltable import ID, TEMPLATE, Table
+from ..tomltable import ID, LANGUAGE, TEMPLATE, Table
 from .audiences import AUDIENCES
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -231,7 +231,7 @@ def load_workflow(path: Path) -> Workflow:
         collect=collect,
         deadline=deadline,
         acknowledge=acknowledge,
-        language=root.string("language", None, choices=("fr", "en")),
+        language=root.string("language", None, pattern=LANGUAGE),
         update_template=update_template,
         cancel_template=cancel_template,
         help_after=help_after,
