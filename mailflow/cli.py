@@ -359,6 +359,39 @@ def digest(
 
 
 @cli.command()
+@click.option("--month", metavar="YYYY-MM", help="e.g. 2026-12 (default: this month).")
+@click.option("--preview", is_flag=True, required=True, help="Render without sending (required).")
+@click.option(
+    "--html", "html_file", type=click.Path(dir_okay=False), help="Write the HTML part here."
+)
+@click.pass_context
+def report(ctx: click.Context, month: str | None, preview: bool, html_file: str | None) -> None:
+    """Show the monthly report (participation, silences, needs) as it went out, or would now."""
+    import re
+    from pathlib import Path
+
+    from .admin import reports
+    from .programme.kinds import kind_of
+
+    engine = _engine(ctx, preflight=False)
+    found = [(w, s) for w in engine.workflows for s in w.steps if kind_of(s).name == "report"]
+    if not found:
+        raise click.UsageError("no workflow has a report step (see workflows/report.toml)")
+    workflow, step = found[0]
+    if month is not None and not re.fullmatch(r"\d{4}-\d{2}", month):
+        raise click.BadParameter(f"{month!r} is no month such as 2026-12", param_hint="--month")
+    occurrence = month or reports.current_occurrence(engine, workflow)
+    shown = reports.preview(engine, workflow, occurrence, step.id)
+    if html_file:
+        Path(html_file).write_text(shown.rendered.html or "")
+        click.echo(f"wrote {html_file}")
+        return
+    context = {"sent_at": shown.sent_at, "asked": True, "occurrence": occurrence,
+               "subject": shown.rendered.subject, "text": shown.rendered.text}  # fmt: skip
+    _say(engine, "reports/preview", context)
+
+
+@cli.command()
 @click.option(
     "--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True
 )

@@ -325,3 +325,7 @@ def to_read(
             "reason": details.get("unreadable") or details.get("error") or "",
         })  # fmt: skip
     return found
+
+
+# Kinds of their own modules register on import.
+from . import report as _report  # noqa: E402, F401
