@@ -25,7 +25,7 @@ from ..programme.steps import Occurrence
 from ..programme.workflow import Workflow, digest_steps, main_workflow
 from ..sending import tokens
 from ..store import desk, inbound, outgoing, schedule
-from ..store.desk import settle_requests, waiting_requests
+from ..store.desk import settle_requests, waiting_requests  # ``alias`` reads them here too
 from ..store.outgoing import Outgoing
 from ..store.states import EventStatus
 from ..tomltable import Table
