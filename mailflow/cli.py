@@ -249,6 +249,8 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out:
 def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path) -> None:
     import re
 
+    from .store.states import Run
+
     result = engine.dry_run(moment)
     out.mkdir(parents=True, exist_ok=True)
     for number, (mail, subject) in enumerate(result.mails, 1):
@@ -256,7 +258,7 @@ def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path) -> None:
         (out / f"{number:03d}-{name}.eml").write_bytes(mail.raw)
         click.echo(f"{mail.key}: to {', '.join(mail.to)}: {subject}")
     for run in result.report.steps:
-        if run.status in ("skipped", "held"):
+        if run.status in (Run.SKIPPED, Run.HELD):
             click.echo(f"{run.workflow} {run.occurrence} {run.step}: {run.status} ({run.note})")
     for error in result.report.errors:
         click.echo(f"error: {error}", err=True)
@@ -424,11 +426,11 @@ def export(
 def roster(ctx: click.Context) -> None:
     """Show the défis, their members and the staff, as stored; addresses no longer mailed."""
     from .programme.roster import stored_roster
-    from .sending.suppression import suppressed
+    from .store.outgoing import suppressions
 
     engine = _engine(ctx, preflight=False)
     stored = stored_roster(engine.db)
-    blocked = suppressed(engine.db)
+    blocked = suppressions(engine.db)
     listed = {m.address for d in stored.defis for m in d.members}
     listed |= {s.address for s in stored.staff} | {m.address for m in stored.mentors}
     others = sorted(a for a in blocked if a not in listed)
@@ -446,8 +448,7 @@ def events(ctx: click.Context, show_all: bool) -> None:
     now = dt.datetime.now(dt.UTC)
     engine.sync_events(now)
     tz = engine.config.timezone
-    where = "1" if show_all else "status = 'confirmed' and ends > ?"
-    found = stored_events(engine.db, where, [] if show_all else [now.isoformat()])
+    found = stored_events(engine.db, None if show_all else now)
     _say(engine, "reports/events", {"events": [e.as_context(tz) for e in found]})
 
 

@@ -12,9 +12,9 @@ import pytest
 
 from mailflow.localmail import clients
 from mailflow.receiving.parse import parse_message
-from mailflow.sending.outbox import Outgoing, queue
 from mailflow.sending.render import Rendered, build_message
 from mailflow.store.db import open_db
+from mailflow.store.outgoing import Outgoing, queue
 
 from .conftest import CORPUS, text_of
 from .test_alias import MX, command

@@ -13,9 +13,9 @@ import threading
 from collections import Counter
 
 from mailflow.running.engine import Engine
-from mailflow.sending.outbox import Outgoing, queue
 from mailflow.sending.send import deliver
 from mailflow.store.db import open_db
+from mailflow.store.outgoing import Outgoing, queue
 
 from .conftest import ENV, text_of
 from .test_retro import at

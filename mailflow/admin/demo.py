@@ -36,11 +36,13 @@ from ..config import load_config
 from ..errors import LocalMailError, MailflowError, TemplateError
 from ..localmail import PASSWORD, LocalMail, clients
 from ..programme.occurrences import due_at, occurrence_day, occurrence_id
-from ..programme.roster import Roster, defi_respondent, load_roster
+from ..programme.roster import Roster, load_roster
 from ..programme.workflow import digest_steps
 from ..receiving.mime import body_text, decode_header
 from ..running.engine import Engine, TickReport
 from ..sending.render import Renderer
+from ..store import outgoing
+from ..store.states import Respondent, Run
 from . import narration
 from .reports import find_workflow, status
 
@@ -309,7 +311,7 @@ class _Play:
     def _reply(self, reply: dict[str, Any], when: dt.datetime) -> dict[str, Any]:
         """A member answers the mail of the step ``after``, as their mail client would."""
         defi, member = self._defi(reply), self._member(reply)
-        asked = self._message_id(reply["after"], defi_respondent(defi.id))
+        asked = self._message_id(reply["after"], Respondent.defi(defi.id))
         request = self._received(member.address, asked)
         if reply.get("kind") == "out_of_office":
             raw = clients.out_of_office(request, member.address, member.name, date=when)
@@ -359,14 +361,12 @@ class _Play:
 
     def _message_id(self, step: str, recipient: str) -> str:
         """The Message-ID of the mail the workflow's ``step`` wrote to ``recipient``."""
-        row = self.engine.db.execute(
-            "select message_id from outbox where workflow = ? and occurrence = ? and step = ?"
-            " and recipient = ?",
-            [self.workflow.name, self.occurrence, step, recipient],
-        ).fetchone()
-        if row is None:
+        found = outgoing.message_id_of(
+            self.engine.db, self.workflow.name, self.occurrence, step, recipient
+        )
+        if found is None:
             raise MailflowError(f"demo: the step {step!r} wrote no mail to {recipient}")
-        return str(row[0])
+        return found
 
     def _received(self, address: str, message_id: str, timeout: float = 10.0) -> bytes:
         """The message ``message_id`` as it is in ``address``'s mailbox (waited for)."""
@@ -391,7 +391,7 @@ class _Play:
                 group["arrived"] = self._arrived(group)
         kinds = {g["kind"] for g in groups}
         idle = [
-            {"kind": kind, "held": run.status == "held"}
+            {"kind": kind, "held": run.status == Run.HELD}
             for run in report.steps
             if run.queued == 0
             and (kind := narration.kind_of(run.workflow, run.step, self.steps)) not in kinds

@@ -89,16 +89,14 @@ def _secrets(config: Config) -> str:
 
 
 def _database(config: Config) -> str:
+    from ..store import mailbox
     from ..store.db import open_db
 
     db = open_db(config.database)
-    result = db.execute("pragma quick_check").fetchone()[0]
+    result = mailbox.integrity(db)
     if result != "ok":
         raise MailflowError(f"{config.database} is damaged: {result}")
-    messages = db.execute("select count(*) from messages").fetchone()[0]
-    quarantined = db.execute(
-        "select count(*) from messages where status = 'quarantined'"
-    ).fetchone()[0]
+    messages, quarantined = mailbox.message_counts(db)
     note = f", {quarantined} quarantined (see `mailflow status`)" if quarantined else ""
     return f"{config.database}: {messages} messages stored{note}"
 

@@ -17,9 +17,10 @@ from typing import Any
 import sqlite_utils
 
 from ..programme.events import get_event
-from ..programme.roster import Roster, defi_respondent
+from ..programme.roster import Roster
 from ..programme.workflow import Step, Workflow
-from ..sending.outbox import iso
+from ..store import inbound, outgoing
+from ..store.states import Change, Delivery, Respondent, Sending
 
 Person = dict[str, Any]
 
@@ -46,7 +47,7 @@ class People:
                 found[key] = _person(m.address, m.name, defi.name, "member", key in planted)
         for staff in roster.staff:
             found[staff.address.lower()] = _person(staff.address, staff.name, "", "staff")
-        return cls(found, {defi_respondent(d.id): d.name for d in roster.defis})
+        return cls(found, {Respondent.defi(d.id): d.name for d in roster.defis})
 
     def person(self, address: str, name: str = "") -> Person:
         return dict(self.by_address.get(address.lower()) or _person(address, name, "", "other"))
@@ -63,14 +64,10 @@ def read(
     headings = {
         (w.name, h.key): h.names[0] for w in workflows if w.collect for h in w.collect.headings
     }
-    rows = db.execute(
-        "select i.kind, i.status, i.sender, i.workflow, i.respondent, i.data, p.from_name,"
-        " p.subject from inbound i left join parsed p on p.message = i.message"
-        " where i.received_at = ? order by i.message",
-        [iso(now)],
-    ).fetchall()
     found = []
-    for kind, status, sender, workflow, respondent, data, from_name, subject in rows:
+    for kind, status, sender, workflow, respondent, data, from_name, subject in inbound.handled_at(
+        db, now
+    ):
         answer = json.loads(data) if data else {}
 
         def part(key: str) -> dict[str, str]:
@@ -98,12 +95,16 @@ def kind_of(workflow: str, step_id: str, steps: dict[tuple[str, str], Step]) -> 
     if workflow == "system":
         return "failure_notice" if step_id == "failures" else "notice"
     prefixes = (("ack", "receipt"), ("resend", "resend"), ("reply", "command_reply"),
-                ("changed", "event_change"), ("cancelled", "event_change"))  # fmt: skip
+                (Change.CHANGED, "event_change"), (Change.CANCELLED, "event_change"))  # fmt: skip
     return next((kind for prefix, kind in prefixes if step_id.startswith(prefix)), "other")
 
 
 # What the server's answer for an address of a mail says of it, for the narration.
-_BUCKETS = {"failed": "refused", "suppressed": "suppressed", "retry": "retry"}
+_BUCKETS: dict[str, str] = {
+    Delivery.FAILED: "refused",
+    Delivery.SUPPRESSED: "suppressed",
+    Delivery.RETRY: "retry",
+}
 
 
 def mails(
@@ -115,13 +116,7 @@ def mails(
 ) -> list[dict[str, Any]]:
     """The mails the tick at ``now`` wrote or sent, grouped by kind, in the order written."""
     steps = {(w.name, s.id): s for w in workflows for s in w.steps}
-    at = iso(now)
-    rows = db.execute(
-        "select id, workflow, occurrence, step, to_addrs, status, subject, message_id"
-        " from outbox where queued_at = ? or id in"
-        " (select outbox from deliveries where updated_at = ?) order by id",
-        [at, at],
-    ).fetchall()
+    rows = outgoing.written_at(db, now)
     # One group per kind of mail of one workflow (a mail of no known kind: per subject).
     groups: dict[tuple[str, str, str], dict[str, Any]] = {}
     for row_id, workflow, occurrence, step_id, to_addrs, status, subject, message_id in rows:
@@ -130,20 +125,20 @@ def mails(
             (kind, workflow, subject if kind == "other" else ""), _group(kind)
         )
         group["count"] += 1
-        group["accepted"] += status == "sent"
-        group["unsent"] += status == "failed"
-        group["waiting"] += status in ("queued", "sending")
+        group["accepted"] += status == Sending.SENT
+        group["unsent"] += status == Sending.FAILED
+        group["waiting"] += status in (Sending.QUEUED, Sending.SENDING)
         _add_unique(group["subjects"], subject)
         group["messages"].append({"message_id": message_id, "to": json.loads(to_addrs)})
-        _add_people(db, group, row_id, json.loads(to_addrs), at, people)
+        _add_people(db, group, row_id, json.loads(to_addrs), now, people)
         if kind in ("invitation", "event_change") and occurrence.startswith("ev-"):
             group["event"] = _event(db, occurrence.removeprefix("ev-"), tz)
     return list(groups.values())
 
 
 def _add_people(
-    db: sqlite_utils.Database, group: dict[str, Any], row_id: int, to: list[str], at: str,
-    people: People,
+    db: sqlite_utils.Database, group: dict[str, Any], row_id: int, to: list[str],
+    now: dt.datetime, people: People,
 ) -> None:  # fmt: skip
     """A mail's recipients and défis into its group, and what the server said of each."""
     for address in to:
@@ -151,10 +146,7 @@ def _add_people(
         _add_unique(group["people"], person)
         if person["defi"]:
             _add_unique(group["defis"], person["defi"])
-    for address, state, failure, code in db.execute(
-        "select address, status, failure, code from deliveries where outbox = ? and updated_at = ?",
-        [row_id, at],
-    ):
+    for address, state, failure, code in outgoing.outcomes_at(db, row_id, now):
         bucket = _BUCKETS.get(state)
         if bucket is not None:
             entry = {**people.person(address), "code": code, "failure": failure or ""}

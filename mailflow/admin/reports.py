@@ -11,17 +11,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..programme.digest import asked
 from ..programme.kinds import to_read
 from ..programme.occurrences import day_of, due_at, nominal_day, occurrence_day, occurrence_id
-from ..programme.roster import defi_respondent, respondent_info, staff_respondent, stored_roster
+from ..programme.roster import respondent_info, stored_roster
 from ..programme.steps import Occurrence, step_context
 from ..programme.workflow import Workflow, main_workflow
 from ..receiving.commands import sent_digest
 from ..running.engine import Engine
-from ..sending import outbox
 from ..sending.render import Rendered
-from ..sending.suppression import Suppression, suppressed
+from ..store import inbound, outgoing, schedule, states
+from ..store.outgoing import Suppression, suppressions
+from ..store.states import ANSWERED, Respondent
 
 
 @dataclass
@@ -62,30 +62,16 @@ def current_occurrence(engine: Engine, workflow: Workflow, now: dt.datetime | No
 
 def expected_respondents(engine: Engine, workflow: Workflow, occurrence: str) -> list[str]:
     """Who was asked for this occurrence, or who will be: active défis, or the staff."""
-    found = asked(engine.db, workflow, occurrence)
+    found = outgoing.asked(engine.db, workflow.name, occurrence)
     if found:
         return found
     roster = stored_roster(engine.db)
     if any(s.to == "each_staff" for s in workflow.steps):
-        return [staff_respondent(s.address) for s in roster.staff]
+        return [Respondent.staff(s.address) for s in roster.staff]
     day = occurrence_day(workflow.schedule, occurrence) or nominal_day(
         workflow.schedule, occurrence
     )
-    return [defi_respondent(d.id) for d in roster.defis if d.active_on(day)]
-
-
-def _answers_by_respondent(
-    db: Any, workflow: str, occurrence: str
-) -> dict[str, list[tuple[str, str, str, str]]]:
-    """Every answer of an occurrence, oldest first: (received_at, sender, via, status)."""
-    found: dict[str, list[tuple[str, str, str, str]]] = {}
-    for respondent, received_at, sender, via, state in db.execute(
-        "select respondent, received_at, sender, via, status from inbound where kind = 'answer'"
-        " and workflow = ? and occurrence = ? order by received_at, message",
-        [workflow, occurrence],
-    ):
-        found.setdefault(respondent, []).append((received_at, sender, via, state))
-    return found
+    return [Respondent.defi(d.id) for d in roster.defis if d.active_on(day)]
 
 
 def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
@@ -94,46 +80,37 @@ def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
     roster = stored_roster(db)
     rows = []
     tz = engine.config.timezone
-    answers = _answers_by_respondent(db, workflow.name, occurrence)
+    answers = inbound.every_answer(db, workflow.name, occurrence)
     for respondent in expected_respondents(engine, workflow, occurrence):
         row = RespondentStatus(respondent, respondent_info(roster, respondent)["name"])
         found = answers.get(respondent, [])
         # The first answer that counts says when the respondent answered; one on time
         # stays on time when a correction comes after the digest. Mail from others for
         # it is a flag beside it, never in its place.
-        counted = [a for a in found if a[3] == "counted"] or [a for a in found if a[3] == "late"]
+        counted = [a for a in found if a[3] == states.Status.COUNTED] or [
+            a for a in found if a[3] == states.Status.LATE
+        ]
         if counted:
             received_at, sender, via, state = counted[0]
             row.answered_at = dt.datetime.fromisoformat(received_at).astimezone(tz)
-            row.sender, row.via, row.late = sender, via, state == "late"
-            row.corrected_late = not row.late and any(a[3] == "late" for a in found)
+            row.sender, row.via, row.late = sender, via, state == states.Status.LATE
+            row.corrected_late = not row.late and any(a[3] == states.Status.LATE for a in found)
         row.others = [
             {"status": state, "sender": sender}
             for _, sender, _, state in found
-            if state not in ("counted", "late")
+            if state not in ANSWERED
         ]
         rows.append(row)
     runs = [
         {"step": r[0], "status": r[1], "reason": r[3], "note": r[4],
          "ran_at": dt.datetime.fromisoformat(r[2]).astimezone(tz)}
-        for r in db.execute(
-            "select step, status, ran_at, reason, note from runs where workflow = ?"
-            " and occurrence = ? order by due_at",
-            [workflow.name, occurrence],
-        )
+        for r in schedule.runs_of(db, workflow.name, occurrence)
     ]  # fmt: skip
-    failed = [
-        (r[0], r[1] or "")
-        for r in db.execute(
-            "select subject, error from outbox where workflow = ? and occurrence = ?"
-            " and status = 'failed'",
-            [workflow.name, occurrence],
-        )
-    ]
+    failed = outgoing.failed_mails(db, workflow.name, occurrence)
     return Status(
         workflow.name, workflow.title, occurrence, occurrence_day(workflow.schedule, occurrence),
         sorted(rows, key=lambda r: r.name.lower()), runs,
-        outbox.counts(db, workflow.name, occurrence), failed,
+        outgoing.counts(db, workflow.name, occurrence), failed,
         _suppressed(engine, workflow, occurrence, [r.id for r in rows]),
         _to_read(engine, occurrence_day(workflow.schedule, occurrence)),
     )  # fmt: skip
@@ -160,7 +137,7 @@ def _suppressed(
     engine: Engine, workflow: Workflow, occurrence: str, respondents: list[str]
 ) -> list[tuple[Suppression, str]]:
     """Suppressed addresses among the occurrence's recipients, each with who it is."""
-    found = suppressed(engine.db)
+    found = suppressions(engine.db)
     if not found:
         return []
     roster = stored_roster(engine.db)
@@ -168,16 +145,13 @@ def _suppressed(
     for respondent in respondents:
         name = respondent_info(roster, respondent)["name"]
         for d in roster.defis:
-            if defi_respondent(d.id) == respondent:
+            if Respondent.defi(d.id) == respondent:
                 who.update((a, name) for a in d.addresses)
         for s in roster.staff:
-            if staff_respondent(s.address) == respondent:
+            if Respondent.staff(s.address) == respondent:
                 who[s.address] = name
-    for (to_addrs,) in engine.db.execute(
-        "select to_addrs from outbox where workflow = ? and occurrence = ?",
-        [workflow.name, occurrence],
-    ):
-        for address in json.loads(to_addrs):
+    for to in outgoing.envelopes(engine.db, workflow.name, occurrence):
+        for address in to:
             who.setdefault(address.lower(), "")
     return [(found[a], who[a]) for a in sorted(who) if a in found]
 
@@ -216,12 +190,7 @@ def preview(
     opening = workflow.opening
     asked = (
         opening is None
-        or engine.db.execute(
-            "select 1 from runs where workflow = ? and occurrence = ? and step = ?"
-            " and status != 'skipped'",
-            [workflow.name, occurrence, opening.id],
-        ).fetchone()
-        is not None
+        or schedule.ran_at(engine.db, workflow.name, occurrence, opening.id) is not None
     )
     return Preview(rendered, None, asked)
 
@@ -275,31 +244,32 @@ def export_answers(
 
 def _answer_rows(engine: Engine, workflow: Workflow | None) -> list[dict[str, Any]]:
     roster = stored_roster(engine.db)
-    addresses = {staff_respondent(s.address): s.address for s in roster.staff}
-    params: list[str] = []
-    clause = ""
-    if workflow is not None:
-        clause, params = " and workflow = ?", [workflow.name]
+    addresses: dict[str, str] = {Respondent.staff(s.address): s.address for s in roster.staff}
     rows: list[dict[str, Any]] = []
     latest: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for message, wf, occ, respondent, state, received_at, sender, data in engine.db.execute(
-        "select message, workflow, occurrence, respondent, status, received_at, sender, data"
-        f" from inbound where kind = 'answer'{clause}"
-        " order by workflow, occurrence, respondent, received_at, message",
-        params,
-    ):
+    for (
+        message,
+        wf,
+        occ,
+        respondent,
+        state,
+        received_at,
+        sender,
+        data,
+    ) in inbound.answers_for_export(engine.db, workflow.name if workflow else None):
         content = json.loads(data) if data else {}
         who = respondent or ""
+        defi_id = Respondent(who).defi_id
         row = {
             "workflow": wf, "occurrence": occ,
-            "respondent": who[2:] if who.startswith("d-") else addresses.get(who, who),
+            "respondent": defi_id if defi_id is not None else addresses.get(who, who),
             "name": respondent_info(roster, who)["name"], "status": state,
             "received_at": received_at, "sender": sender, "message": message,
             "superseded_by": None,
         }  # fmt: skip
         row |= content.get("sections", {}) | content.get("fields", {})
         row["text"] = content.get("text", "")
-        if state in ("counted", "late"):
+        if state in ANSWERED:
             key = (wf, occ, who)
             if key in latest:
                 latest[key]["superseded_by"] = message

@@ -11,15 +11,16 @@ staff should look at). Which key is shown first and how is the templates' busine
 from __future__ import annotations
 
 import datetime as dt
-import json
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlite_utils
 
+from ..store import desk, inbound, outgoing
+from ..store.states import Respondent, Status
 from .events import upcoming
-from .roster import defi_respondent, respondent_info, stored_roster
+from .roster import respondent_info, stored_roster
 from .workflow import Workflow
 
 UPCOMING = dt.timedelta(weeks=4)  # how far ahead a digest lists the key dates
@@ -45,51 +46,6 @@ class Block:
         }  # fmt: skip
 
 
-def asked(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> list[str]:
-    """The respondents that were sent this occurrence's request."""
-    rows = db.execute(
-        "select distinct recipient from outbox where workflow = ? and occurrence = ?"
-        " and (recipient like 'd-%' or recipient like 's-%')",
-        [workflow.name, occurrence],
-    )
-    return [row[0] for row in rows]
-
-
-def latest_answers(
-    db: sqlite_utils.Database, workflow: str, occurrence: str, status: str = "counted"
-) -> dict[str, dict[str, Any]]:
-    """The latest answer of each respondent for an occurrence."""
-    rows = db.execute(
-        "select respondent, received_at, sender, data from inbound"
-        " where kind = 'answer' and workflow = ? and occurrence = ? and status = ?"
-        " order by received_at, message",
-        [workflow, occurrence, status],
-    )
-    latest: dict[str, dict[str, Any]] = {}
-    for respondent, received_at, sender, data in rows:
-        latest[respondent] = {"received_at": received_at, "sender": sender, **json.loads(data)}
-    return latest
-
-
-def _late(
-    db: sqlite_utils.Database, workflow: str, occurrence: str
-) -> list[tuple[str, str, dict[str, Any]]]:
-    rows = db.execute(
-        "select occurrence, respondent, received_at, sender, data from inbound"
-        " where kind = 'answer' and status = 'late' and workflow = ?"
-        " and (shown_in is null or shown_in = ?) and occurrence != ? order by received_at, message",
-        [workflow, occurrence, occurrence],
-    )
-    latest: dict[tuple[str, str], dict[str, Any]] = {}
-    for occ, respondent, received_at, sender, data in rows:
-        latest[(occ, respondent)] = {
-            "received_at": received_at,
-            "sender": sender,
-            **json.loads(data),
-        }
-    return [(occ, who, answer) for (occ, who), answer in latest.items()]
-
-
 def digest_context(
     db: sqlite_utils.Database,
     workflow: Workflow,
@@ -98,10 +54,10 @@ def digest_context(
     tz: ZoneInfo,
 ) -> dict[str, Any]:
     roster = stored_roster(db)
-    asked_ids = asked(db, workflow, occurrence) or [
-        defi_respondent(d.id) for d in roster.defis if d.active_on(day)
+    asked_ids = outgoing.asked(db, workflow.name, occurrence) or [
+        Respondent.defi(d.id) for d in roster.defis if d.active_on(day)
     ]
-    answers = latest_answers(db, workflow.name, occurrence)
+    answers = inbound.latest_answers(db, workflow.name, occurrence)
 
     def block(respondent: str, answer: dict[str, Any], occ: str) -> Block:
         who = respondent_info(roster, respondent)
@@ -113,7 +69,7 @@ def digest_context(
     blocks = sorted(
         (block(r, a, occurrence) for r, a in answers.items()), key=lambda b: b.who["name"].lower()
     )
-    late = [block(r, a, occ) for occ, r, a in _late(db, workflow.name, occurrence)]
+    late = [block(r, a, occ) for occ, r, a in inbound.late_answers(db, workflow.name, occurrence)]
     keys = workflow.collect.section_keys + workflow.collect.field_keys if workflow.collect else ()
     by_key = {
         key: [
@@ -123,7 +79,7 @@ def digest_context(
         ]
         for key in keys
     }
-    unreadable = set(latest_answers(db, workflow.name, occurrence, "unreadable"))
+    unreadable = set(inbound.latest_answers(db, workflow.name, occurrence, Status.UNREADABLE))
     missing = sorted(
         (
             {**respondent_info(roster, r), "unreadable": r in unreadable}
@@ -155,19 +111,12 @@ def _coming_events(db: sqlite_utils.Database, day: dt.date, tz: ZoneInfo) -> lis
 def _announcements(
     db: sqlite_utils.Database, workflow: str, occurrence: str
 ) -> list[dict[str, str]]:
-    rows = db.execute(
-        "select text, author, created_at from announcements where workflow = ?"
-        " and (shown_in is null or shown_in = ?) order by id",
-        [workflow, occurrence],
-    )
+    rows = desk.announcements(db, workflow, occurrence)
     return [{"text": r[0], "author": r[1], "created_at": r[2]} for r in rows]
 
 
 def open_flags(db: sqlite_utils.Database) -> list[dict[str, str]]:
-    rows = db.execute(
-        "select address, kind, detail, created_at from address_flags where reported_in is null"
-        " order by id"
-    )
+    rows = desk.open_flags(db)
     return [{"address": r[0], "kind": r[1], "detail": r[2], "created_at": r[3]} for r in rows]
 
 
@@ -175,16 +124,5 @@ def mark_shown(db: sqlite_utils.Database, workflow: str, occurrence: str, to_sta
     """Late answers and announcements shown to the cohort by this digest are not shown again."""
     if to_staff:
         return
-    db.execute(
-        "update inbound set shown_in = ? where kind = 'answer' and status = 'late'"
-        " and workflow = ? and occurrence != ? and shown_in is null",
-        [occurrence, workflow, occurrence],
-    )
-    db.execute(
-        "update announcements set shown_in = ? where workflow = ? and shown_in is null",
-        [occurrence, workflow],
-    )
-
-
-def mark_flags_reported(db: sqlite_utils.Database, occurrence: str) -> None:
-    db.execute("update address_flags set reported_in = ? where reported_in is null", [occurrence])
+    inbound.mark_late_shown(db, workflow, occurrence)
+    desk.mark_announcements_shown(db, workflow, occurrence)

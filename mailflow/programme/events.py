@@ -36,7 +36,9 @@ from zoneinfo import ZoneInfo
 import sqlite_utils
 
 from ..errors import ConfigError, MailflowError
-from ..store.db import now_utc, transaction
+from ..store import events as store
+from ..store.db import transaction
+from ..store.states import Change, EventStatus
 from ..tomltable import ID, Table
 
 log = logging.getLogger(__name__)
@@ -60,7 +62,7 @@ class Event:
     agenda: str = ""
     audience: str = "everyone"
     source: str = "planning"
-    status: str = "confirmed"
+    status: str = EventStatus.CONFIRMED
     sequence: int = 0
 
     def local_day(self, tz: ZoneInfo) -> dt.date:
@@ -187,9 +189,9 @@ def load_ics(location: str, tz: ZoneInfo, default_audience: str = "everyone") ->
                 agenda=str(component.get("DESCRIPTION", "")),
                 audience=audience if audience in AUDIENCES else default_audience,
                 source="ics",
-                status="cancelled"
+                status=EventStatus.CANCELLED
                 if str(component.get("STATUS", "")).upper() == "CANCELLED"
-                else "confirmed",
+                else EventStatus.CONFIRMED,
             )
         )
     return events
@@ -206,13 +208,13 @@ def _categories(component: object) -> list[str]:
     return names
 
 
-def _row(event: Event) -> list[object]:
-    # Instants in UTC, so that SQL compares them in time order.
-    return [
+def _row(event: Event) -> tuple[object, ...]:
+    """The event as stored (``store.events.COLUMNS``)."""
+    return (
         event.id, event.uid, event.kind, event.title, _utc(event.starts),
         _utc(event.ends), int(event.all_day), event.place, event.theme, event.agenda,
-        event.audience, event.source, event.status, event.sequence, event.fingerprint(), now_utc(),
-    ]  # fmt: skip
+        event.audience, event.source, event.status, event.sequence,
+    )  # fmt: skip
 
 
 def _utc(moment: dt.datetime) -> str:
@@ -228,22 +230,16 @@ def _from_row(row: tuple[object, ...]) -> Event:
     )  # fmt: skip
 
 
-_COLUMNS = (
-    "id, uid, kind, title, starts, ends, all_day, place, theme, agenda, audience, source,"
-    " status, sequence"
-)
-
-
-def stored_events(
-    db: sqlite_utils.Database, where: str = "1", params: list[object] | None = None
-) -> list[Event]:
-    rows = db.execute(f"select {_COLUMNS} from events where {where} order by starts", params or [])
-    return [_from_row(tuple(r)) for r in rows]
+def stored_events(db: sqlite_utils.Database, after: dt.datetime | None = None) -> list[Event]:
+    """Every stored event by start; with ``after``, the confirmed ones ending after it."""
+    if after is None:
+        return [_from_row(r) for r in store.every_event(db)]
+    return [_from_row(r) for r in store.confirmed(db, ends_after=_utc(after))]
 
 
 def get_event(db: sqlite_utils.Database, event_id: str) -> Event | None:
-    found = stored_events(db, "id = ?", [event_id])
-    return found[0] if found else None
+    row = store.event_row(db, event_id)
+    return _from_row(row) if row is not None else None
 
 
 def _differences(old: Event, new: Event) -> list[str]:
@@ -259,33 +255,19 @@ def save_event(db: sqlite_utils.Database, event: Event) -> str | None:
     stored = get_event(db, event.id)
     if stored is not None and stored.fingerprint() == event.fingerprint():
         return None
-    change, detail = "created", ""
+    change, detail = Change.CREATED, ""
     if stored is not None:
         differences = _differences(stored, event)
         sequence = stored.sequence + (1 if differences else 0)
         event = replace(event, sequence=sequence)
-        if event.status == "cancelled" and stored.status != "cancelled":
-            change = "cancelled"
+        if event.status == EventStatus.CANCELLED and stored.status != EventStatus.CANCELLED:
+            change = Change.CANCELLED
         else:
-            change = "changed" if differences else "edited"
+            change = Change.CHANGED if differences else Change.EDITED
         detail = "; ".join(differences)
-    db.execute(
-        f"insert into events ({_COLUMNS}, fingerprint, updated_at)"
-        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        " on conflict (id) do update set uid = excluded.uid, kind = excluded.kind,"
-        " title = excluded.title, starts = excluded.starts, ends = excluded.ends,"
-        " all_day = excluded.all_day, place = excluded.place, theme = excluded.theme,"
-        " agenda = excluded.agenda, audience = excluded.audience, source = excluded.source,"
-        " status = excluded.status, sequence = excluded.sequence,"
-        " fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
-        _row(event),
-    )
-    if change != "edited":
-        db.execute(
-            "insert into event_changes (event, sequence, change, detail, created_at)"
-            " values (?, ?, ?, ?, ?)",
-            [event.id, event.sequence, change, detail, now_utc()],
-        )
+    store.save_event(db, _row(event), event.fingerprint())
+    if change != Change.EDITED:
+        store.record_change(db, event.id, event.sequence, change, detail)
     return change
 
 
@@ -306,16 +288,15 @@ def sync_events(
             change = save_event(db, event)
             if change:
                 changes.append(f"{event.id}: {change}")
-        marks = ",".join("?" * len(sources))
-        confirmed = f"source in ({marks}) and status = 'confirmed'"
-        for stored in stored_events(db, confirmed, list(sources)):
+        for row in store.confirmed(db, sources=sorted(sources)):
+            stored = _from_row(row)
             if stored.id not in incoming and stored.ends > now:
-                save_event(db, replace(stored, status="cancelled"))
-                changes.append(f"{stored.id}: cancelled")
+                save_event(db, replace(stored, status=EventStatus.CANCELLED))
+                changes.append(f"{stored.id}: {Change.CANCELLED}")
     return changes
 
 
 def upcoming(db: sqlite_utils.Database, start: dt.datetime, end: dt.datetime) -> list[Event]:
-    return stored_events(
-        db, "status = 'confirmed' and ends > ? and starts < ?", [_utc(start), _utc(end)]
-    )
+    """Confirmed events that overlap ``start``–``end``, by start."""
+    rows = store.confirmed(db, ends_after=_utc(start), starts_before=_utc(end))
+    return [_from_row(r) for r in rows]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 import sqlite_utils
 
 from ..store import inbound
+from ..store.states import EventStatus
 from .audiences import AUDIENCES, EACH, Recipient
 from .roster import respondent_info, stored_roster
 
@@ -184,7 +185,8 @@ class Digest(Kind):
         return ""
 
     def sent(self, db: sqlite_utils.Database, occ: Occurrence, step: Step, to_staff: bool) -> None:
-        from .digest import mark_flags_reported, mark_shown
+        from ..store.desk import mark_flags_reported
+        from .digest import mark_shown
 
         mark_shown(db, occ.workflow.name, occ.id, to_staff)
         if to_staff:
@@ -210,7 +212,7 @@ class Invite(Kind):
 
         assert occ.event is not None
         config = mailer.config
-        method = "CANCEL" if occ.event.status == "cancelled" else "REQUEST"
+        method = "CANCEL" if occ.event.status == EventStatus.CANCELLED else "REQUEST"
         ics = invitation.calendar(
             occ.event, method=method, organizer=config.addresses.sender,
             organizer_name=config.addresses.sender_name, attendee=recipient.to[0],

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from ..sending import tokens
-from ..sending.outbox import Outgoing
+from ..store.outgoing import Outgoing
 from ..store.states import Respondent
 from .occurrences import day_of
 from .roster import respondent_info, stored_roster

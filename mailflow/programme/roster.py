@@ -38,9 +38,15 @@ from pathlib import Path
 
 import sqlite_utils
 
-from ..sending.suppression import lift_unlisted
+from ..store import people, schedule
 from ..store.db import transaction
+from ..store.outgoing import lift_unlisted
+from ..store.states import Respondent
 from ..tomltable import ADDRESS, ID, LANGUAGE, Table
+
+# The receiving modules ``answers`` and ``alias`` still look people up through here.
+defis_of = people.defis_of
+is_staff = people.is_staff
 
 
 @dataclass(frozen=True)
@@ -174,43 +180,23 @@ def sync_roster(db: sqlite_utils.Database, roster: Roster) -> bool:
     Suppressed addresses the new roster does not list are mailed again.
     """
     digest = roster.digest()
-    row = db.execute("select value from settings where key = 'roster_digest'").fetchone()
-    if row and row[0] == digest:
+    if schedule.setting(db, "roster_digest") == digest:
         return False
     with transaction(db):
-        db.execute("delete from members")
-        db.execute("delete from defis")
-        db.execute("delete from staff")
-        db.execute("delete from mentors")
+        people.clear_roster(db)
         for mentor in roster.mentors:
-            db.execute(
-                "insert or replace into mentors (address, name, defis) values (?, ?, ?)",
-                [mentor.address, mentor.name, ",".join(mentor.defis)],
-            )
+            people.add_mentor(db, mentor.address, mentor.name, ",".join(mentor.defis))
         for d in roster.defis:
-            db.execute(
-                "insert into defis (id, name, host, language, active_from, active_until)"
-                " values (?, ?, ?, ?, ?, ?)",
-                [d.id, d.name, d.host, d.language, _iso(d.active_from), _iso(d.active_until)],
-            )
+            people.add_defi(db, d.id, d.name, d.host, d.language, _iso(d.active_from),
+                            _iso(d.active_until))  # fmt: skip
             for m in d.members:
-                db.execute(
-                    "insert or ignore into members (defi, address, name) values (?, ?, ?)",
-                    [d.id, m.address, m.name],
-                )
+                people.add_member(db, d.id, m.address, m.name)
         for s in roster.staff:
-            db.execute(
-                "insert or replace into staff (address, name, role) values (?, ?, ?)",
-                [s.address, s.name, s.role],
-            )
+            people.add_staff(db, s.address, s.name, s.role)
         # An address the roster no longer lists was corrected or removed: mail it again
         # if it comes back.
         lift_unlisted(db)
-        db.execute(
-            "insert into settings (key, value) values ('roster_digest', ?)"
-            " on conflict (key) do update set value = excluded.value",
-            [digest],
-        )
+        schedule.set_setting(db, "roster_digest", digest)
     return True
 
 
@@ -225,9 +211,7 @@ def _date(value: str | None) -> dt.date | None:
 def stored_roster(db: sqlite_utils.Database) -> Roster:
     """The roster as kept in the database."""
     members: dict[str, list[Member]] = {}
-    for defi, address, name in db.execute(
-        "select defi, address, name from members order by defi, address"
-    ):
+    for defi, address, name in people.members(db):
         members.setdefault(defi, []).append(Member(address, name))
     defis = tuple(
         Defi(
@@ -239,63 +223,35 @@ def stored_roster(db: sqlite_utils.Database) -> Roster:
             _date(row[4]),
             _date(row[5]),
         )
-        for row in db.execute(
-            "select id, name, host, language, active_from, active_until from defis order by name"
-        )
+        for row in people.defis(db)
     )
-    staff = tuple(
-        Staff(*row) for row in db.execute("select address, name, role from staff order by name")
-    )
+    staff = tuple(Staff(*row) for row in people.staff(db))
     mentors = tuple(
-        Mentor(row[0], row[1], tuple(filter(None, row[2].split(","))))
-        for row in db.execute("select address, name, defis from mentors order by name")
+        Mentor(row[0], row[1], tuple(filter(None, row[2].split(",")))) for row in people.mentors(db)
     )
     return Roster(defis, staff, mentors)
 
 
-def defis_of(db: sqlite_utils.Database, address: str) -> list[str]:
-    """The défis an address is a member of."""
-    rows = db.execute("select defi from members where address = ?", [address.lower()])
-    return [row[0] for row in rows]
-
-
-def is_staff(db: sqlite_utils.Database, address: str) -> bool:
-    row = db.execute("select 1 from staff where address = ?", [address.lower()]).fetchone()
-    return row is not None
-
-
-# Respondents: who answers a collecting workflow, named as in Message-ID tokens.
-# "d-<défi id>" for a défi (any of its members may answer), "s-<hash>" for a staff member.
-
-
-def defi_respondent(defi_id: str) -> str:
-    return f"d-{defi_id}"
-
-
-def staff_respondent(address: str) -> str:
-    return "s-" + hashlib.sha256(address.lower().encode()).hexdigest()[:12]
-
-
-def person_respondent(address: str) -> str:
-    """A person receiving a mail of their own (an invitation): not a respondent that answers."""
-    return "p-" + hashlib.sha256(address.lower().encode()).hexdigest()[:12]
+# Kept for the receiving modules ``answers`` and ``alias``; ``Respondent.defi`` elsewhere.
+defi_respondent = Respondent.defi
 
 
 def respondent_addresses(db: sqlite_utils.Database, respondent: str) -> set[str]:
     """The addresses allowed to answer for a respondent."""
-    if respondent.startswith("d-"):
-        rows = db.execute("select address from members where defi = ?", [respondent[2:]])
-        return {row[0] for row in rows}
-    return {s.address for s in stored_roster(db).staff if staff_respondent(s.address) == respondent}
+    defi_id = Respondent(respondent).defi_id
+    if defi_id is not None:
+        return people.addresses_of(db, defi_id)
+    return {s.address for s in stored_roster(db).staff if Respondent.staff(s.address) == respondent}
 
 
 def respondent_info(roster: Roster, respondent: str) -> dict[str, str]:
     """What templates show of a respondent: ``id``, ``name`` and ``host`` (or role)."""
-    if respondent.startswith("d-"):
+    defi_id = Respondent(respondent).defi_id
+    if defi_id is not None:
         for d in roster.defis:
-            if d.id == respondent[2:]:
+            if d.id == defi_id:
                 return {"id": d.id, "name": d.name, "host": d.host, "kind": "defi"}
     for s in roster.staff:
-        if staff_respondent(s.address) == respondent:
+        if Respondent.staff(s.address) == respondent:
             return {"id": respondent, "name": s.name or s.address, "host": s.role, "kind": "staff"}
     return {"id": respondent, "name": respondent, "host": "", "kind": "unknown"}

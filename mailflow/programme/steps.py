@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import sqlite_utils
 
 from ..config import Config
-from ..sending import notices, outbox, tokens
-from ..sending.outbox import Outgoing
-from ..store import inbound, schedule
+from ..sending import notices, tokens
+from ..store import inbound, outgoing, schedule
 from ..store.db import iso, transaction
-from ..store.states import Run
+from ..store.outgoing import Outgoing
+from ..store.states import Change, Run
 from .audiences import recipient_context, recipients
 from .events import Event
 from .kinds import Invite, kind_of
@@ -100,7 +100,8 @@ def change_mails(
 ) -> list[Outgoing]:  # fmt: skip
     """The update (or cancellation) of an event already announced by ``workflow``, to its
     attendees, with the event's current sequence."""
-    template = workflow.cancel_template if change == "cancelled" else workflow.update_template
+    cancelled = change == Change.CANCELLED
+    template = workflow.cancel_template if cancelled else workflow.update_template
     kinds = workflow.schedule.kinds
     if workflow.schedule.every != "event" or not template or (kinds and event.kind not in kinds):
         return []
@@ -157,7 +158,7 @@ def run_step(
                        detail=detail)  # fmt: skip
     if blind and reads_answers(step):
         note = f"held: the mailbox could not be read ({blind})"
-        notices.record(db, _notice(notices.Kind.HELD, occ, step, "blind", blind), now)
+        notices.record(db, _notice(notices.Kind.HELD, occ, step, Skip.BLIND, blind), now)
         log.info("%s %s %s: %s", occ.workflow.name, occ.id, step.id, note)
         return StepRun(occ.workflow.name, occ.id, step.id, Run.HELD, 0, note)
     prepared = step_mails(db, mailer, occ, step, due, now, late)
@@ -215,7 +216,7 @@ def _notice(
 
 
 def failed_notice(occ: Occurrence, step: Step, error: str) -> notices.Notice:
-    return _notice(notices.Kind.FAILED, occ, step, "failed", error)
+    return _notice(notices.Kind.FAILED, occ, step, Skip.FAILED, error)
 
 
 def _skip_reason(
@@ -253,7 +254,7 @@ def _record(
         if reason in TOLD and not kind.cumulative:
             notices.record(db, _notice(notices.Kind.SKIPPED, occ, step, str(reason), detail), now)
         for mail in mails:
-            queued += outbox.queue(db, mail, now)
+            queued += outgoing.queue(db, mail, now)
         if status is not Run.SKIPPED:
             for column, messages in (shown or {}).items():
                 inbound.mark(db, column, messages, now)

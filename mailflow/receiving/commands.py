@@ -18,16 +18,16 @@ import sqlite_utils
 
 from ..errors import ConfigError
 from ..programme.audiences import respondents
-from ..programme.digest import asked as asked_respondents
 from ..programme.events import AUDIENCES, KINDS, Event, get_event, save_event
 from ..programme.occurrences import day_of, nominal_day, occurrence_id
 from ..programme.roster import respondent_info, stored_roster
 from ..programme.steps import Occurrence
 from ..programme.workflow import Workflow, digest_steps, main_workflow
 from ..sending import tokens
-from ..sending.outbox import Outgoing, iso
-from ..sending.suppression import lift
-from ..store import inbound
+from ..store import desk, inbound, outgoing, schedule
+from ..store.desk import settle_requests, waiting_requests  # ``alias`` reads them here too
+from ..store.outgoing import Outgoing
+from ..store.states import EventStatus
 from ..tomltable import Table
 from .parse import ParsedMessage
 from .sections import normalize
@@ -157,31 +157,6 @@ def parse_hour(value: str, key: str) -> dt.time:
     raise CommandError("bad_time", key=key, value=value.strip())
 
 
-# -- help requests to the alias ----------------------------------------------------------
-
-
-def waiting_requests(db: sqlite_utils.Database, thread_ids: tuple[str, ...]) -> list[int]:
-    """The unanswered help requests a message answers (by In-Reply-To/References)."""
-    if not thread_ids:
-        return []
-    marks = ",".join("?" * len(thread_ids))
-    rows = db.execute(
-        f"select message from help_requests where answered_at is null and message_id in ({marks})",
-        list(thread_ids),
-    )
-    return [row[0] for row in rows]
-
-
-def settle_requests(
-    db: sqlite_utils.Database, requests: list[int], by: str, now: dt.datetime
-) -> None:
-    for request in requests:
-        db.execute(
-            "update help_requests set answered_at = ?, answered_by = ? where message = ?",
-            [iso(now), by, request],
-        )
-
-
 # -- doing what commands say -------------------------------------------------------------
 
 
@@ -226,12 +201,7 @@ def sent_digest(
     db: sqlite_utils.Database, workflow: str, step: str, occurrence: str | None
 ) -> SentDigest | None:
     """The digest mail of a step as it went out: that occurrence's, or the last one sent."""
-    where, params = ("and occurrence = ?", [occurrence]) if occurrence else ("", [])
-    row = db.execute(
-        "select occurrence, subject, sent_at, raw from outbox where workflow = ? and step = ?"
-        f" and status = 'sent' {where} order by sent_at desc, id desc limit 1",
-        [workflow, step, *params],
-    ).fetchone()
+    row = outgoing.last_sent(db, workflow, step, occurrence)
     if row is None:
         return None
     return SentDigest(row[0], row[1], dt.datetime.fromisoformat(row[2]), row[3])
@@ -320,7 +290,7 @@ class Executor:
                 starts=starts,
                 ends=ends,
                 all_day=all_day,
-                status="confirmed",
+                status=EventStatus.CONFIRMED,
             )
         updates: dict[str, Any] = {}
         for key in ("place", "theme", "agenda"):
@@ -372,7 +342,7 @@ class Executor:
         event = get_event(db, command.require("id").lower())
         if event is None:
             raise CommandError("unknown_event", id=command.get("id"))
-        save_event(db, replace(event, status="cancelled", source="mail"))
+        save_event(db, replace(event, status=EventStatus.CANCELLED, source="mail"))
         return Done("cancelled", {"event": event.as_context(self.config.timezone)})
 
     @handles("skip")
@@ -380,16 +350,10 @@ class Executor:
         db, command, sender, now = r.db, r.command, r.sender, r.now
         workflow = self._main_workflow(command)
         occurrence = self._occurrence(workflow, command, now)
-        started = db.execute(
-            "select count(*) from runs where workflow = ? and occurrence = ?",
-            [workflow.name, occurrence],
-        ).fetchone()[0]
-        db.execute(
-            "insert or replace into skipped_occurrences (workflow, occurrence, reason, created_at)"
-            " values (?, ?, ?, ?)",
-            [workflow.name, occurrence, command.get("reason") or f"asked by {sender}", iso(now)],
-        )
-        data = {"workflow": workflow.title, "week": occurrence, "started": bool(started)}
+        started = schedule.started(db, workflow.name, occurrence)
+        reason = command.get("reason") or f"asked by {sender}"
+        schedule.skip_occurrence(db, workflow.name, occurrence, reason, now)
+        data = {"workflow": workflow.title, "week": occurrence, "started": started}
         return Done("skipped", data)
 
     @handles("announce")
@@ -399,11 +363,7 @@ class Executor:
         if not text:
             raise CommandError("missing_key", key="text")
         workflow = self._main_workflow(command)
-        db.execute(
-            "insert into announcements (workflow, text, author, message, created_at)"
-            " values (?, ?, ?, ?, ?)",
-            [workflow.name, text, sender, message, iso(now)],
-        )
+        desk.announce(db, workflow.name, text, sender, message, now)
         return Done("announced", {"workflow": workflow.title, "text": text})
 
     @handles("missing")
@@ -416,7 +376,7 @@ class Executor:
         # Who was asked (the request's recipients), or who will be: never a reminder's.
         language = workflow.language or self.config.language
         opening = workflow.opening
-        asked = asked_respondents(db, workflow, occurrence) or [
+        asked = outgoing.asked(db, workflow.name, occurrence) or [
             r.id for r in respondents(roster, occ, opening.to if opening else "each_defi", language)
         ]
         done = inbound.answered(db, workflow.name, occurrence)
@@ -475,10 +435,7 @@ class Executor:
         who = command.get("sender").strip("<> ").lower()
         requests = waiting_requests(db, parsed.thread_ids)
         if who:
-            rows = db.execute(
-                "select message from help_requests where answered_at is null and sender = ?", [who]
-            )
-            requests += [r[0] for r in rows]
+            requests += desk.waiting_from(db, who)
         if not requests:
             raise CommandError("nothing_waiting", sender=who)
         settle_requests(db, requests, sender, now)
@@ -494,7 +451,7 @@ class Executor:
         if len(found) != 1:
             raise CommandError("bad_address", value=value.strip()[:200])
         address = found[0].lower()
-        lifted = lift(r.db, address)
+        lifted = outgoing.lift(r.db, address)
         if lifted is None:
             raise CommandError("not_suppressed", address=address)
         since = lifted.since.astimezone(self.config.timezone)

@@ -32,7 +32,9 @@ import sqlite_utils
 from imapclient import IMAPClient
 
 from ..config import ImapConfig
+from ..store import mailbox
 from ..store.db import now_utc, transaction
+from ..store.states import Parsing
 from .bounded import MAX_HEADER
 from .imap import session
 from .parse import ParsedMessage, parse_header, parse_message
@@ -174,23 +176,16 @@ def sync_folder(
 def _folder_state(
     db: sqlite_utils.Database, folder: str, uidvalidity: int, report: FolderReport
 ) -> int:
-    row = db.execute(
-        "select uidvalidity, last_uid from folders where name = ?", [folder]
-    ).fetchone()
+    row = mailbox.folder_state(db, folder)
     if row is not None and row[0] == uidvalidity:
-        return int(row[1])
+        return row[1]
     if row is not None:
         # The server renumbered the folder: read it again from the start. Messages already
         # stored are recognised by Message-ID and only gain a new location.
         log.warning("%s: UIDVALIDITY changed %s -> %s, resyncing", folder, row[0], uidvalidity)
         report.resynced = True
     with transaction(db):
-        db.execute(
-            "insert into folders (name, uidvalidity, last_uid, synced_at) values (?, ?, 0, ?)"
-            " on conflict (name) do update set uidvalidity = excluded.uidvalidity,"
-            " last_uid = 0, synced_at = excluded.synced_at",
-            [folder, uidvalidity, now_utc()],
-        )
+        mailbox.restart_folder(db, folder, uidvalidity, now_utc())
     return 0
 
 
@@ -206,13 +201,7 @@ def _mark_known(db: sqlite_utils.Database, client: IMAPClient, items: list[_Fetc
         data = fields.get(item.uid, {})
         header = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
         item.message_id = header_message_id(header or b"")
-    ids = sorted({i.message_id for i in items if i.message_id})
-    known: set[str] = set()
-    for start in range(0, len(ids), 500):
-        part = ids[start : start + 500]
-        marks = ",".join("?" * len(part))
-        rows = db.execute(f"select message_key from messages where message_key in ({marks})", part)
-        known.update(row[0] for row in rows)
+    known = mailbox.known_keys(db, sorted({i.message_id for i in items if i.message_id}))
     for item in items:
         item.known = item.message_id in known
 
@@ -280,28 +269,16 @@ def _store(
     fetched = [i for i in group if i.raw is not None and not i.known]
     located = [i for i in group if i.raw is not None or i.known]
     with transaction(db):
-        inserted = db.conn.executemany(
-            "insert into messages (message_key, message_id, sha256, size, raw, complete,"
-            " stored_at, status, error) values (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-            " on conflict (message_key) do nothing",
-            [
-                (
-                    i.key, i.message_id, i.sha256, i.size, i.raw, int(i.complete), stored_at,
-                    "new" if i.complete else "quarantined",
-                    None if i.complete else _oversize_error(i.size),
-                )
-                for i in fetched
-            ],
-        ).rowcount  # fmt: skip
-        db.conn.executemany(
-            "insert into message_locations (folder, uidvalidity, uid, message)"
-            " select ?, ?, ?, id from messages where message_key = ? on conflict do nothing",
-            [(folder, uidvalidity, i.uid, i.key) for i in located],
-        )
-        db.execute(
-            "update folders set last_uid = max(last_uid, ?), synced_at = ? where name = ?",
-            [group[-1].uid, stored_at, folder],
-        )
+        inserted = mailbox.store_messages(db, [
+            (
+                i.key, i.message_id, i.sha256, i.size, i.raw or b"", int(i.complete), stored_at,
+                Parsing.NEW if i.complete else Parsing.QUARANTINED,
+                None if i.complete else _oversize_error(i.size),
+            )
+            for i in fetched
+        ])  # fmt: skip
+        mailbox.add_locations(db, folder, uidvalidity, [(i.uid, i.key) for i in located])
+        mailbox.advance_folder(db, folder, group[-1].uid, stored_at)
         for item in fetched:
             if not item.complete:
                 _record_header_only(db, item, limit, spec)
@@ -328,9 +305,10 @@ def _record_header_only(
 ) -> None:
     """The parsed record of a message too large to fetch, from its header (same transaction)."""
     assert item.raw is not None
-    row = db.execute("select id from messages where message_key = ?", [item.key]).fetchone()
     reason = f"too large: {size_text(item.size)}, over the {size_text(limit)} limit"
-    _insert_parsed(db, row[0], parse_header(item.raw, reason, spec), replace=False)
+    _insert_parsed(
+        db, mailbox.message_of(db, item.key), parse_header(item.raw, reason, spec), replace=False
+    )
 
 
 class ParseTimeout(BaseException):
@@ -400,8 +378,7 @@ def parse_pending(
     quarantined) counts. With many messages pending (a first sync), parsing runs in
     ``workers`` processes (default: one per CPU) while this one writes the results.
     """
-    pending = db.execute("select count(*) from messages where status in ('new', 'retry')")
-    count = pending.fetchone()[0]
+    count = mailbox.pending_count(db)
     if workers is None:
         workers = (os.cpu_count() or 1) if count >= POOL_THRESHOLD else 0
     if workers <= 1 or parser is not parse_message:
@@ -424,17 +401,12 @@ def _parse_rows(
     counts = [0, 0, 0]  # parsed, retry, quarantined
     after = 0
     while True:
-        rows = db.execute(
-            "select id, attempts, size from messages where status in ('new', 'retry')"
-            " and id > ? order by id limit ?",
-            [after, window],
-        ).fetchall()
+        rows = mailbox.pending(db, after, window)
         if not rows:
             return counts[0], counts[1], counts[2]
         for group in _by_size(rows, WINDOW_BYTES):
-            marks = ",".join("?" * len(group))
             ids = [message for message, _, _ in group]
-            raws = dict(db.execute(f"select id, raw from messages where id in ({marks})", ids))
+            raws = mailbox.raws(db, ids)
             results = parse_many([raws.pop(i) for i in ids])
             for start in range(0, len(group), batch):
                 with transaction(db):
@@ -470,14 +442,12 @@ def _record(
         counts[0] += 1
         return
     failed = attempts + 1 >= MAX_PARSE_ATTEMPTS
-    db.execute(
-        "update messages set status = ?, attempts = ?, error = ? where id = ?",
-        ["quarantined" if failed else "retry", attempts + 1, result, message],
-    )
+    status = Parsing.QUARANTINED if failed else Parsing.RETRY
+    mailbox.parse_failed(db, message, status, attempts + 1, result)
     counts[2 if failed else 1] += 1
     if failed:
         # Who sent it and in answer to what stays readable, with the reason.
-        raw = db.execute("select raw from messages where id = ?", [message]).fetchone()[0]
+        raw = mailbox.raw(db, message)
         reason = f"{result} ({MAX_PARSE_ATTEMPTS} attempts)"
         _insert_parsed(db, message, parse_header(raw, reason, spec), replace=False)
 
@@ -485,28 +455,16 @@ def _record(
 def record_parse(db: sqlite_utils.Database, message: int, result: ParsedMessage) -> None:
     """Store the parse of a message and mark it parsed."""
     _insert_parsed(db, message, result)
-    db.execute("update messages set status = 'parsed', error = null where id = ?", [message])
+    mailbox.mark_parsed(db, message)
 
 
 def _insert_parsed(
     db: sqlite_utils.Database, message: int, result: ParsedMessage, *, replace: bool = True
 ) -> None:
     """The ``parsed`` row of a message; ``replace=False`` keeps one already there."""
-    update = (
-        "do update set from_address = excluded.from_address,"
-        " from_name = excluded.from_name, subject = excluded.subject, date = excluded.date,"
-        " in_reply_to = excluded.in_reply_to, automatic = excluded.automatic,"
-        " bounced_recipient = excluded.bounced_recipient, data = excluded.data,"
-        " parsed_at = excluded.parsed_at"
-    )
-    db.execute(
-        "insert into parsed (message, from_address, from_name, subject, date, in_reply_to,"
-        " automatic, bounced_recipient, data, parsed_at) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-        f" on conflict (message) {update if replace else 'do nothing'}",
-        [
-            message, result.from_address, result.from_name, result.subject, result.date,
-            result.in_reply_to[0] if result.in_reply_to else None, result.automatic,
-            result.bounced_recipient, json.dumps(result.to_json(), ensure_ascii=False),
-            now_utc(),
-        ],
+    row = (
+        result.from_address, result.from_name, result.subject, result.date,
+        result.in_reply_to[0] if result.in_reply_to else None, result.automatic,
+        result.bounced_recipient, json.dumps(result.to_json(), ensure_ascii=False),
     )  # fmt: skip
+    mailbox.save_parse(db, message, row, replace=replace)

@@ -20,6 +20,7 @@ from types import FrameType
 import schedule
 
 from ..errors import MailflowError
+from ..store import mailbox
 from .clock import Clock, FileClock, SystemClock
 from .engine import Engine
 from .lock import Lock
@@ -71,10 +72,7 @@ class Daemon:
 
     def _stored(self, folder: str) -> tuple[int, int]:
         """(UIDVALIDITY, last UID) of what is stored of ``folder``; (0, 0) before any sync."""
-        row = self.engine.db.execute(
-            "select uidvalidity, last_uid from folders where name = ?", [folder]
-        ).fetchone()
-        return (int(row[0]), int(row[1])) if row else (0, 0)
+        return mailbox.folder_state(self.engine.db, folder) or (0, 0)
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         self.signals += 1

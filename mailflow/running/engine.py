@@ -30,13 +30,16 @@ from ..receiving.alias import Desk
 from ..receiving.answers import InboundReport, handle_inbound
 from ..receiving.commands import Vocabulary
 from ..receiving.ingest import IngestReport, ingest
-from ..sending import notices, outbox, tokens
+from ..sending import notices, tokens
 from ..sending.compose import Mailer
 from ..sending.failures import report_failures
-from ..sending.outbox import Outgoing, iso, queue
 from ..sending.render import Renderer
 from ..sending.send import DeliveryReport, deliver
-from ..store.db import open_db, transaction
+from ..store import outgoing, schedule
+from ..store.db import iso, open_db, transaction
+from ..store.events import mark_notified, unnotified_changes
+from ..store.outgoing import Outgoing, Pending
+from ..store.states import Change, EventStatus
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +67,7 @@ class DryRun:
     """What a tick would do: its report, and each mail it would send with its subject."""
 
     report: TickReport
-    mails: list[tuple[outbox.Pending, str]]
+    mails: list[tuple[Pending, str]]
 
 
 class Engine:
@@ -174,10 +177,7 @@ class Engine:
 
     def notify_event_changes(self, now: dt.datetime) -> int:
         """Send updates and cancellations of events whose invitations already went out."""
-        rows = self.db.execute(
-            "select id, event, sequence, change, detail from event_changes"
-            " where notified_at is null order by id"
-        ).fetchall()
+        rows = unnotified_changes(self.db)
         # Several changes of one event since the last tick make one mail, about how the
         # event is now (cancelled, or changed), with its current sequence.
         pending: dict[str, list[tuple[int, str, str]]] = {}
@@ -187,8 +187,9 @@ class Engine:
         for event_id, changes in pending.items():
             event = get_event(self.db, event_id)
             mails: list[Outgoing] = []
-            if event is not None and any(c != "created" for _, c, _ in changes):
-                change = "cancelled" if event.status == "cancelled" else "changed"
+            if event is not None and any(c != Change.CREATED for _, c, _ in changes):
+                cancelled = event.status == EventStatus.CANCELLED
+                change = Change.CANCELLED if cancelled else Change.CHANGED
                 detail = "; ".join(d for _, _, d in changes if d)
                 for workflow in self.workflows:
                     mails += change_mails(
@@ -196,23 +197,16 @@ class Engine:
                     )
             with transaction(self.db):
                 for mail in mails:
-                    queued += queue(self.db, mail, now)
-                marks = ",".join("?" * len(changes))
-                self.db.execute(
-                    f"update event_changes set notified_at = ? where id in ({marks})",
-                    [iso(now), *(c[0] for c in changes)],
-                )
+                    queued += outgoing.queue(self.db, mail, now)
+                mark_notified(self.db, [c[0] for c in changes], now)
         return queued
 
     def installed_at(self, now: dt.datetime) -> dt.datetime:
         """The first tick's instant: occurrences due before it are history, not missed work."""
-        row = self.db.execute("select value from settings where key = 'installed_at'").fetchone()
-        if row:
-            return dt.datetime.fromisoformat(row[0])
-        with transaction(self.db):
-            self.db.execute(
-                "insert or ignore into settings (key, value) values ('installed_at', ?)", [iso(now)]
-            )
+        installed = schedule.setting(self.db, "installed_at")
+        if installed:
+            return dt.datetime.fromisoformat(installed)
+        schedule.set_setting(self.db, "installed_at", iso(now), keep=True)
         return self.installed_at(now)
 
     def check_instant(self, now: dt.datetime) -> None:
@@ -276,19 +270,13 @@ class Engine:
             log.error("ingest: %s", e)
             self._note_blind(now, str(e))
             return str(e)
-        with transaction(self.db):
-            self.db.execute("delete from settings where key = 'blind_since'")
+        schedule.clear_setting(self.db, "blind_since")
         return ""
 
     def _note_blind(self, now: dt.datetime, error: str) -> None:
         """Tell the staff once when the mailbox has stayed unreadable for a while."""
-        with transaction(self.db):
-            self.db.execute(
-                "insert or ignore into settings (key, value) values ('blind_since', ?)", [iso(now)]
-            )
-        since = dt.datetime.fromisoformat(
-            self.db.execute("select value from settings where key = 'blind_since'").fetchone()[0]
-        )
+        schedule.set_setting(self.db, "blind_since", iso(now), keep=True)
+        since = dt.datetime.fromisoformat(str(schedule.setting(self.db, "blind_since")))
         if now - since >= BLIND_NOTICE_AFTER:
             key = f"blind:{iso(since)}"
             notices.record(self.db, notices.Notice(key, notices.Kind.BLIND, detail=error), since)
@@ -311,8 +299,8 @@ class Engine:
             twin = Engine(self.config, open_db(path), preflight=False)
             try:
                 report = twin._tick(now, fetch=True, deliver_mail=False)
-                mails = outbox.due(twin.db, now)
-                subjects = dict(twin.db.execute("select id, subject from outbox").fetchall())
+                mails = outgoing.due(twin.db, now)
+                subjects = outgoing.subjects(twin.db)
             finally:
                 twin.db.conn.close()
         return DryRun(report, [(m, subjects[m.id]) for m in mails])
@@ -361,17 +349,8 @@ class Engine:
     def due_steps(self, now: dt.datetime) -> list[tuple[Occurrence, dt.datetime, str]]:
         """(occurrence, due instant, step id) for every step due by ``now`` that has not run."""
         installed = self.installed_at(now)
-        done = {
-            (w, o, s)
-            for w, o, s in self.db.execute(
-                "select workflow, occurrence, step from runs where due_at >= ?",
-                [iso(now - LOOKBACK - dt.timedelta(days=62))],
-            )
-        }
-        skipped = {
-            tuple(r)
-            for r in self.db.execute("select workflow, occurrence from skipped_occurrences")
-        }
+        done = schedule.done_since(self.db, now - LOOKBACK - dt.timedelta(days=62))
+        skipped = schedule.skipped_occurrences(self.db)
         result = [
             (occ, due, step.id)
             for occ, step, due in self._candidates(now, LOOKBACK)
@@ -384,13 +363,9 @@ class Engine:
     def next_due(self, now: dt.datetime) -> dt.datetime | None:
         """The next instant after ``now`` when a step is due or a mail is to be retried."""
         candidates = [due for _, _, due in self._candidates(now, dt.timedelta(days=1)) if due > now]
-        row = self.db.execute(
-            "select min(next_attempt_at) from outbox"
-            " where status = 'queued' and next_attempt_at > ?",
-            [iso(now)],
-        ).fetchone()
-        if row and row[0]:
-            candidates.append(dt.datetime.fromisoformat(row[0]))
+        retry = outgoing.next_retry(self.db, now)
+        if retry is not None:
+            candidates.append(retry)
         return min(candidates, default=None)
 
     def run_due(self, now: dt.datetime, report: TickReport | None = None) -> list[StepRun]:

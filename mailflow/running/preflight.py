@@ -22,23 +22,39 @@ import sqlite_utils
 from ..programme.events import Event, save_event
 from ..programme.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
 from ..programme.receipts import Answer, acknowledgement
-from ..programme.roster import Defi, Member, Mentor, Roster, Staff, staff_respondent, sync_roster
-from ..programme.steps import Occurrence, change_mails, step_mails
+from ..programme.roster import Defi, Member, Mentor, Roster, Staff, sync_roster
+from ..programme.steps import Occurrence, Skip, change_mails, step_mails
 from ..programme.workflow import Workflow, digest_steps
 from ..receiving.commands import Command, Executor, Request
 from ..receiving.parse import ParsedMessage
-from ..sending import notices, outbox
+from ..sending import notices
 from ..sending.compose import Mailer
 from ..sending.failures import report_failures
 from ..sending.render import Renderer
-from ..sending.suppression import suppress
-from ..store.db import open_db
+from ..store import inbound, mailbox, outgoing, schedule
+from ..store.db import iso, open_db
+from ..store.desk import add_flag, add_help_request, announce
+from ..store.outgoing import Outgoing
+from ..store.states import (
+    Change,
+    Delivery,
+    Failure,
+    Flag,
+    Kind,
+    Parsing,
+    Respondent,
+    Run,
+    Sending,
+    Status,
+    Suppressed,
+)
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 SAMPLE = "sample"  # every sample text: never sent, only rendered
 STAFF = f"staff@{SAMPLE}.test"
+ANSWERER = Respondent.defi("answered")  # the sample défi that answers every section
 
 
 class AuditingRenderer(Renderer):
@@ -138,7 +154,7 @@ def _render_all(
         if workflow.acknowledge:
             for late in (False, True):
                 answer = Answer(
-                    workflow, occ.id, "d-answered", f"answered.a@{SAMPLE}.test", "Ada Sample",
+                    workflow, occ.id, ANSWERER, f"answered.a@{SAMPLE}.test", "Ada Sample",
                     message, _answer_data(workflow), late,
                 )  # fmt: skip
                 acknowledgement(db, mailer, answer, now)
@@ -170,13 +186,9 @@ def _event(db: sqlite_utils.Database, config: Any, now: dt.datetime) -> Event:
 
 def _message(db: sqlite_utils.Database, now: dt.datetime) -> int:
     """A stored message for sample rows to refer to."""
-    count = db.execute("select count(*) from messages").fetchone()[0]
-    cursor = db.execute(
-        "insert into messages (message_key, sha256, size, raw, stored_at, status)"
-        " values (?, '', 0, x'', ?, 'parsed')",
-        [f"<{SAMPLE}{count}@{SAMPLE}.test>", outbox.iso(now)],
-    )
-    return int(cursor.lastrowid or 0)
+    key = f"<{SAMPLE}{mailbox.message_counts(db)[0]}@{SAMPLE}.test>"
+    mailbox.store_messages(db, [(key, None, "", 0, b"", 1, iso(now), Parsing.PARSED, None)])
+    return mailbox.message_of(db, key)
 
 
 def _occurrence(workflow: Workflow, event: Event, tz: Any, now: dt.datetime) -> Occurrence:
@@ -203,77 +215,58 @@ def _answers(
     """A request to every respondent, full answers but from one, a late one, a flag, help."""
     if workflow.collect is None:
         return
-    staff = [staff_respondent(STAFF), staff_respondent(f"silent@{SAMPLE}.test")]
-    for respondent in ("d-answered", "d-silent", *staff):
-        outbox.queue(db, outbox.Outgoing(
+    staff = [Respondent.staff(STAFF), Respondent.staff(f"silent@{SAMPLE}.test")]
+    for respondent in (ANSWERER, Respondent.defi("silent"), *staff):
+        outgoing.queue(db, Outgoing(
             f"{workflow.name}:{occ.id}:request:{respondent}", workflow.name, occ.id, "request",
             respondent, (f"{SAMPLE}@{SAMPLE}.test",), SAMPLE, f"<{workflow.name}.{respondent}>",
             SAMPLE, b"",
         ), now)  # fmt: skip
     data = json.dumps(_answer_data(workflow))
-    received = outbox.iso(now - dt.timedelta(days=1))
-    answers = [(occ.id, "counted", "d-answered"), (occ.id, "counted", staff_respondent(STAFF)),
-               (f"{occ.id}-before", "late", "d-answered")]  # fmt: skip
+    received = now - dt.timedelta(days=1)
+    answers = [(occ.id, Status.COUNTED, ANSWERER), (occ.id, Status.COUNTED, staff[0]),
+               (f"{occ.id}-before", Status.LATE, ANSWERER)]  # fmt: skip
     for occurrence, status, respondent in answers:
-        db.execute(
-            "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
-            " respondent, via, data) values (?, ?, 'answer', ?, ?, ?, ?, ?, 'token', ?)",
-            [_message(db, now), received, status, f"answered.a@{SAMPLE}.test", workflow.name,
-             occurrence, respondent, data],
-        )  # fmt: skip
+        inbound.record_verdict(db, _message(db, now), received, Kind.ANSWER, status,
+                               f"answered.a@{SAMPLE}.test", workflow.name, occurrence, respondent,
+                               "token", data)  # fmt: skip
 
 
 def _shared(
     db: sqlite_utils.Database, workflows: list[Workflow], message: int, now: dt.datetime
 ) -> None:
     """A flag, an announcement per workflow, and a help request waiting for a month."""
-    received = outbox.iso(now - dt.timedelta(days=1))
-    db.execute(
-        "insert into address_flags (address, kind, detail, created_at) values (?, 'bounce', ?, ?)",
-        [f"answered.b@{SAMPLE}.test", SAMPLE, received],
-    )
+    received = now - dt.timedelta(days=1)
+    add_flag(db, f"answered.b@{SAMPLE}.test", Flag.BOUNCE, SAMPLE, received)
     for workflow in workflows:
-        db.execute(
-            "insert into announcements (workflow, text, author, created_at) values (?, ?, ?, ?)",
-            [workflow.name, SAMPLE, STAFF, received],
-        )
-    for kind, status in (("reply", "recorded"), ("unknown_sender", "recorded"),
-                         ("answer", "non_member"), ("answer", "ambiguous"),
-                         ("unreadable", "recorded"), ("error", "failed")):  # fmt: skip
-        db.execute(
-            "insert into inbound (message, received_at, kind, status, sender, respondent, data)"
-            " values (?, ?, ?, ?, ?, 'd-answered', ?)",
-            [_message(db, now), received, kind, status, f"x@{SAMPLE}.test",
-             json.dumps({"unreadable": SAMPLE, "error": SAMPLE})],
-        )  # fmt: skip
-    db.execute(
-        "insert into help_requests (message, sender, respondent, subject, message_id,"
-        " received_at) values (?, ?, 'd-answered', ?, ?, ?)",
-        [message, f"answered.a@{SAMPLE}.test", SAMPLE, f"<{SAMPLE}@{SAMPLE}.test>",
-         outbox.iso(now - dt.timedelta(days=30))],
-    )  # fmt: skip
+        announce(db, workflow.name, SAMPLE, STAFF, None, received)
+    unread = json.dumps({"unreadable": SAMPLE, "error": SAMPLE})
+    for kind, status in ((Kind.REPLY, Status.RECORDED), (Kind.UNKNOWN_SENDER, Status.RECORDED),
+                         (Kind.ANSWER, Status.NON_MEMBER), (Kind.ANSWER, Status.AMBIGUOUS),
+                         (Kind.UNREADABLE, Status.RECORDED),
+                         (Kind.ERROR, Status.FAILED)):  # fmt: skip
+        inbound.record_verdict(db, _message(db, now), received, kind, status, f"x@{SAMPLE}.test",
+                               None, None, ANSWERER, None, unread)  # fmt: skip
+    add_help_request(db, message, f"answered.a@{SAMPLE}.test", ANSWERER, SAMPLE,
+                     f"<{SAMPLE}@{SAMPLE}.test>", now - dt.timedelta(days=30))  # fmt: skip
 
 
 def _changes(
     db: sqlite_utils.Database, mailer: Mailer, workflow: Workflow,
     occ: Occurrence, event: Event, now: dt.datetime,
 ) -> None:  # fmt: skip
-    db.execute(
-        "insert or ignore into runs (workflow, occurrence, step, due_at, ran_at, status)"
-        " values (?, ?, 'announced', ?, ?, 'done')",
-        [workflow.name, occ.id, outbox.iso(now), outbox.iso(now)],
-    )
-    for change in ("changed", "cancelled"):
+    schedule.record_run(db, workflow.name, occ.id, "announced", now, now, Run.DONE, "", "")
+    for change in (Change.CHANGED, Change.CANCELLED):
         change_mails(db, mailer, workflow, event, change, SAMPLE, now)
 
 
 def _notices(
     db: sqlite_utils.Database, mailer: Mailer, workflows: list[Workflow], now: dt.datetime,
 ) -> None:  # fmt: skip
-    kinds = [(notices.Kind.HELD, "blind"), (notices.Kind.FAILED, "failed"),
+    kinds = [(notices.Kind.HELD, Skip.BLIND), (notices.Kind.FAILED, Skip.FAILED),
              (notices.Kind.BLIND, "")]  # fmt: skip
     kinds += [(notices.Kind.SKIPPED, reason) for reason in
-              ("missed", "not_asked", "later_ran", "blind", "failed")]  # fmt: skip
+              (Skip.MISSED, Skip.NOT_ASKED, Skip.LATER_RAN, Skip.BLIND, Skip.FAILED)]  # fmt: skip
     for workflow in workflows:
         tz = mailer.config.timezone
         occurrence = occurrence_id(workflow.schedule, now.astimezone(tz).date()) if (
@@ -291,29 +284,23 @@ def _notices(
 
 def _failures(db: sqlite_utils.Database, mailer: Mailer, now: dt.datetime) -> None:
     """A refused address, a bounced one, retries run out, a mail that reached nobody."""
-    mail = outbox.Outgoing(
-        "sample:failed", "retro", SAMPLE, "request", "d-answered",
+    mail = Outgoing(
+        "sample:failed", "retro", SAMPLE, "request", ANSWERER,
         (f"answered.a@{SAMPLE}.test", f"answered.b@{SAMPLE}.test"), SAMPLE, f"<f@{SAMPLE}>",
         SAMPLE, b"",
     )  # fmt: skip
-    outbox.queue(db, mail, now)
-    row = db.execute("select id from outbox where key = 'sample:failed'").fetchone()[0]
-    suppress(db, f"answered.a@{SAMPLE}.test", "refused", now, code="550 5.1.1", detail=SAMPLE,
-             outbox=row)  # fmt: skip
-    suppress(db, f"silent.a@{SAMPLE}.test", "bounced", now, code="5.1.1")
-    db.execute(
-        "insert into deliveries (outbox, address, status, failure, code, detail, updated_at)"
-        " values (?, ?, 'failed', 'exhausted', 451, ?, ?)",
-        [row, f"answered.b@{SAMPLE}.test", SAMPLE, outbox.iso(now)],
-    )
-    for failure, error in (("no_recipient", ""), ("refused", f"554 5.7.1 {SAMPLE}")):
-        db.execute(
-            "update outbox set status = 'failed', failure = ?, error = ? where id = ?",
-            [failure, error, row],
-        )
+    outgoing.queue(db, mail, now)
+    row = outgoing.mail_id(db, mail.key)
+    assert row is not None
+    outgoing.suppress(db, f"answered.a@{SAMPLE}.test", Suppressed.REFUSED, now, code="550 5.1.1",
+                      detail=SAMPLE, outbox=row)  # fmt: skip
+    outgoing.suppress(db, f"silent.a@{SAMPLE}.test", Suppressed.BOUNCED, now, code="5.1.1")
+    outgoing.record(db, row, f"answered.b@{SAMPLE}.test", Delivery.FAILED, now,
+                    failure=Failure.EXHAUSTED, code=451, detail=SAMPLE)  # fmt: skip
+    for failure, error in ((Failure.NO_RECIPIENT, ""), (Failure.REFUSED, f"554 5.7.1 {SAMPLE}")):
+        outgoing.mark(db, row, Sending.FAILED, now, failure=failure, error=error)
         report_failures(db, mailer, now)
-        db.execute("delete from outbox where key like 'system:failures:%'")
-        db.execute("update outbox set reported_at = null")
+        outgoing.forget_reports(db, "system:failures:")
 
 
 def _sent_digests(db: sqlite_utils.Database, workflows: list[Workflow], now: dt.datetime) -> None:
@@ -323,15 +310,14 @@ def _sent_digests(db: sqlite_utils.Database, workflows: list[Workflow], now: dt.
         step = next(iter(digest_steps(workflow)), None)
         if workflow.collect is None or step is None:
             continue
-        mail = outbox.Outgoing(
+        mail = Outgoing(
             f"sample:digest:{workflow.name}", workflow.name, SAMPLE, step.id, "cohort",
             (f"cohort@{SAMPLE}.test",), SAMPLE, f"<digest.{workflow.name}@{SAMPLE}>", SAMPLE, raw,
         )  # fmt: skip
-        outbox.queue(db, mail, now)
-        db.execute(
-            "update outbox set status = 'sent', sent_at = ? where key = ?",
-            [outbox.iso(now), mail.key],
-        )
+        outgoing.queue(db, mail, now)
+        sent = outgoing.mail_id(db, mail.key)
+        assert sent is not None
+        outgoing.mark(db, sent, Sending.SENT, now)
 
 
 _COMMANDS = [

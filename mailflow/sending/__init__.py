@@ -1,2 +1,2 @@
-"""What goes out: templates rendered into MIME, the keyed outbox, SMTP delivery per
-recipient, invitations, and the staff's notices."""
+"""What goes out: templates rendered into MIME, SMTP delivery per recipient of the keyed
+outbox (kept in ``store.outgoing``), invitations, and the staff's notices."""

@@ -12,8 +12,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..store.outgoing import Outgoing
 from . import tokens
-from .outbox import Outgoing
 from .render import Attachment, Renderer, build_message, rewrap
 
 if TYPE_CHECKING:

@@ -19,13 +19,15 @@ from typing import Any
 import sqlite_utils
 
 from ..programme.roster import Roster, respondent_info, stored_roster
+from ..store import outgoing
 from ..store.db import transaction
+from ..store.states import Failure, Suppressed
 from . import tokens
 from .compose import Mailer
-from .outbox import iso, queue
 from .send import BACKOFF
 
-_NOT_REPORTED = "('staff', 'alias')"  # recipients of mail to the staff: never reported
+_NOT_REPORTED = ("staff", "alias")  # recipients of mail to the staff: never reported
+_REPORTED = (Failure.EXHAUSTED, Failure.MESSAGE)  # failures of an address told by address
 _SMTP_ANSWER = re.compile(r"^\d{3}\s")
 
 
@@ -36,7 +38,7 @@ def report_failures(db: sqlite_utils.Database, mailer: Mailer, now: dt.datetime)
     day = local.date().isoformat()
     key = f"system:failures:{day}"
     with transaction(db):
-        if db.execute("select 1 from outbox where key = ?", [key]).fetchone():
+        if outgoing.mail_id(db, key) is not None:
             return False  # today's notice went: what failed since waits for tomorrow's
         roster = stored_roster(db)
         addresses = _addresses(db, roster)
@@ -55,16 +57,8 @@ def report_failures(db: sqlite_utils.Database, mailer: Mailer, now: dt.datetime)
         mail = mailer.compose(
             token, mailer.staff(db), "system/failures", config.language, context, now, key=key
         )
-        queue(db, mail, now)
-        db.execute("update suppressed set reported_on = ? where reported_on is null", [day])
-        db.execute(
-            "update deliveries set reported_on = ? where status = 'failed' and reported_on is null",
-            [day],
-        )
-        db.execute(
-            "update outbox set reported_at = ? where status = 'failed' and reported_at is null",
-            [iso(now)],
-        )
+        outgoing.queue(db, mail, now)
+        outgoing.mark_reported(db, day, now)
     return True
 
 
@@ -87,40 +81,19 @@ def _person(roster: Roster, address: str) -> dict[str, Any]:
 def _addresses(db: sqlite_utils.Database, roster: Roster) -> dict[str, dict[str, Any]]:
     """Addresses that failed for good since the last notice, each once, with what happened."""
     found: dict[str, dict[str, Any]] = {}
-    for address, reason, code, detail, outbox in db.execute(
-        "select address, reason, code, detail, outbox from suppressed where reported_on is null"
-        " order by created_at, address"
-    ).fetchall():
+    for address, reason, code, detail, outbox in outgoing.unreported_suppressions(db):
         entry = found.setdefault(address, _person(roster, address))
-        answer = f"{code} {detail}".strip() if reason == "refused" else code
-        subject = _subject(db, outbox) if outbox else _last_subject(db, address)
+        answer = f"{code} {detail}".strip() if reason == Suppressed.REFUSED else code
+        subject = outgoing.subject_of(db, outbox) if outbox else outgoing.last_subject(db, address)
         entry["events"].append({"kind": reason, "answer": answer, "subject": subject})
         entry["suppressed"] = True
-    for address, failure, code, detail, subject in db.execute(
-        "select d.address, d.failure, d.code, d.detail, o.subject from deliveries d"
-        " join outbox o on o.id = d.outbox where d.status = 'failed' and d.reported_on is null"
-        f" and d.failure in ('exhausted', 'message') and o.recipient not in {_NOT_REPORTED}"
-        " order by d.updated_at, d.address"
-    ).fetchall():
+    for address, failure, smtp, detail, subject in outgoing.unreported_failures(
+        db, _REPORTED, _NOT_REPORTED
+    ):
         entry = found.setdefault(address, _person(roster, address))
-        answer = detail if failure == "message" or code is None else f"{code} {detail}"
+        answer = detail if failure == Failure.MESSAGE or smtp is None else f"{smtp} {detail}"
         entry["events"].append({"kind": failure, "answer": answer, "subject": subject})
     return found
-
-
-def _subject(db: sqlite_utils.Database, outbox: int) -> str:
-    row = db.execute("select subject from outbox where id = ?", [outbox]).fetchone()
-    return row[0] if row else ""
-
-
-def _last_subject(db: sqlite_utils.Database, address: str) -> str:
-    """The subject of the last mail delivered to an address: what a bounce most likely returns."""
-    row = db.execute(
-        "select o.subject from deliveries d join outbox o on o.id = d.outbox"
-        " where d.address = ? and d.status = 'sent' order by d.updated_at desc, o.id desc limit 1",
-        [address],
-    ).fetchone()
-    return row[0] if row else ""
 
 
 def _mails(
@@ -128,20 +101,18 @@ def _mails(
 ) -> list[dict[str, Any]]:
     """Mails that reached nobody since the last notice; ``listed``: addresses named so far."""
     mails = []
-    for subject, recipient, to_addrs, failure, error, queued in db.execute(
-        "select subject, recipient, to_addrs, failure, error, queued_at from outbox"
-        f" where status = 'failed' and reported_at is null and recipient not in {_NOT_REPORTED}"
-        " order by id"
-    ).fetchall():
+    for subject, recipient, to_addrs, failure, error, queued in outgoing.unreported_mails(
+        db, _NOT_REPORTED
+    ):
         to = [a.lower() for a in json.loads(to_addrs)]
         error = error or ""
-        unnamed = [a for a in to if a not in listed] if failure == "no_recipient" else []
+        unnamed = [a for a in to if a not in listed] if failure == Failure.NO_RECIPIENT else []
         listed.update(unnamed)  # each address named once in the notice
         mails.append({
             "subject": subject,
             "queued": dt.datetime.fromisoformat(queued).astimezone(tz),
             "who": _recipient(roster, recipient, to),
-            "kind": failure or "refused",  # rows failed before failures had kinds
+            "kind": failure or Failure.REFUSED,  # rows failed before failures had kinds
             "answer": error if _SMTP_ANSWER.match(error) else "",
             "addresses": unnamed,
         })  # fmt: skip

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 import icalendar
 
 from ..programme.events import Event
+from ..store.states import EventStatus
 from .render import Attachment
 
 
@@ -51,7 +52,7 @@ def calendar(
     if description:
         vevent.add("description", description)
     vevent.add("categories", [event.kind.upper()])
-    cancelled = method == "CANCEL" or event.status == "cancelled"
+    cancelled = method == "CANCEL" or event.status == EventStatus.CANCELLED
     vevent.add("status", "CANCELLED" if cancelled else "CONFIRMED")
     vevent.add("transp", "OPAQUE")
     organizer_value = icalendar.vCalAddress(f"mailto:{organizer}")

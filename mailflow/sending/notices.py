@@ -17,8 +17,8 @@ import sqlite_utils
 
 from ..store import schedule
 from ..store.db import transaction
+from ..store.outgoing import queue
 from . import tokens
-from .outbox import queue
 
 if TYPE_CHECKING:
     from ..config import Config

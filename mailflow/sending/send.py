@@ -3,7 +3,7 @@
 Each mail is claimed (marked ``sending`` and committed, only if nobody claimed it since
 it was read) before the SMTP transaction, and what the server said is recorded right
 after. The envelope holds the mail's addresses that are neither settled (accepted, or
-failed for good, in an earlier attempt) nor suppressed (``suppression``): a suppressed
+failed for good, in an earlier attempt) nor suppressed (``store.outgoing``): a suppressed
 address is left out and recorded as such, and the other recipients still get the mail.
 This is done here, at delivery, so it covers every mail whatever built it.
 
@@ -22,7 +22,7 @@ the same Message-ID, which lets mail clients that deduplicate (Gmail does) drop 
   outcome is recorded: one error line is logged and the row stays ``sending``.
 
 Either way the row goes again, to the same envelope, once its ten-minute lease
-(``outbox.SENDING_LEASE``) has run out.
+(``outgoing.SENDING_LEASE``) has run out.
 """
 
 from __future__ import annotations
@@ -42,8 +42,10 @@ import sqlite_utils
 from ..config import SmtpConfig, tls_context
 from ..errors import MailServerError, SendError
 from ..servers import explain
-from ..store.db import now_utc, transaction
-from . import outbox, suppression
+from ..store import desk, outgoing
+from ..store.db import iso, transaction
+from ..store.outgoing import Pending
+from ..store.states import SETTLED, Delivery, Failure, Flag, Sending, Suppressed
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +135,7 @@ def deliver(
 ) -> DeliveryReport:
     """Send what is due; a server that cannot be reached leaves everything queued."""
     report = DeliveryReport()
-    pending = outbox.due(db, now, limit)
+    pending = outgoing.due(db, now, limit)
     if not pending:
         return report
     try:
@@ -160,7 +162,7 @@ Recorder = Callable[[DeliveryReport], None]
 def _send_one(
     db: sqlite_utils.Database,
     client: smtplib.SMTP,
-    mail: outbox.Pending,
+    mail: Pending,
     now: dt.datetime,
     report: DeliveryReport,
 ) -> bool:
@@ -189,21 +191,22 @@ def _send_one(
     return _commit(db, mail, report, lambda r: _outcome(db, mail, envelope, answers, now, r))
 
 
-def _claim(db: sqlite_utils.Database, mail: outbox.Pending, now: dt.datetime) -> list[str] | None:
+def _claim(db: sqlite_utils.Database, mail: Pending, now: dt.datetime) -> list[str] | None:
     """Claim the mail and return its envelope; None when another process claimed it."""
     with transaction(db):
-        if not outbox.claim(db, mail, now):
+        if not outgoing.claim(db, mail, now):
             return None
-        states = outbox.delivery_states(db, mail.id)
-        todo = {a.lower(): a for a in mail.to if states.get(a.lower()) not in outbox.SETTLED}
-        blocked = suppression.among(db, todo)
+        states = outgoing.delivery_states(db, mail.id)
+        todo = {a.lower(): a for a in mail.to if states.get(a.lower()) not in SETTLED}
+        blocked = outgoing.among(db, todo)
         for address in blocked:
-            outbox.record(db, mail.id, address, "suppressed", now, attempt=mail.attempts + 1)
+            outgoing.record(db, mail.id, address, Delivery.SUPPRESSED, now,
+                            attempt=mail.attempts + 1)  # fmt: skip
         return [a for key, a in todo.items() if key not in blocked]
 
 
 def _commit(
-    db: sqlite_utils.Database, mail: outbox.Pending, report: DeliveryReport, record: Recorder
+    db: sqlite_utils.Database, mail: Pending, report: DeliveryReport, record: Recorder
 ) -> bool:
     """Record an outcome in one transaction, tried again while the database is locked.
 
@@ -219,7 +222,7 @@ def _commit(
             if attempt < RECORD_TRIES:
                 time.sleep(RECORD_PAUSE)
                 continue
-            minutes = int(outbox.SENDING_LEASE.total_seconds() // 60)
+            minutes = int(outgoing.SENDING_LEASE.total_seconds() // 60)
             log.error(
                 "mail %s: its delivery could not be recorded, the database stayed locked (%s);"
                 " it goes again in %d minutes, with the same Message-ID", mail.key, e, minutes,
@@ -232,7 +235,7 @@ def _commit(
 
 def _outcome(
     db: sqlite_utils.Database,
-    mail: outbox.Pending,
+    mail: Pending,
     envelope: list[str],
     refused: dict[str, tuple[int, str]],
     now: dt.datetime,
@@ -242,60 +245,61 @@ def _outcome(
     attempt = mail.attempts + 1
     for address in envelope:
         if address not in refused:
-            outbox.record(db, mail.id, address, "sent", now, attempt=attempt)
+            outgoing.record(db, mail.id, address, Delivery.SENT, now, attempt=attempt)
             continue
         code, text = refused[address]
         if 500 <= code < 600 and code != _TOO_MANY_RECIPIENTS:
-            outbox.record(db, mail.id, address, "failed", now, failure="rejected",
-                          attempt=attempt, code=code, detail=text)  # fmt: skip
-            suppression.suppress(
-                db, address, "refused", now, code=str(code), detail=text, outbox=mail.id
+            outgoing.record(db, mail.id, address, Delivery.FAILED, now, failure=Failure.REJECTED,
+                            attempt=attempt, code=code, detail=text)  # fmt: skip
+            outgoing.suppress(
+                db, address, Suppressed.REFUSED, now, code=str(code), detail=text, outbox=mail.id
             )
             _flag_refused(db, address, f"{code} {text}")
             report.refused[address] = str(code)
             log.warning("mail %s: %s refused (%d %s); no more mail to it", mail.key, address,
                         code, text)  # fmt: skip
         elif attempt > len(BACKOFF):
-            outbox.record(db, mail.id, address, "failed", now, failure="exhausted",
-                          attempt=attempt, code=code, detail=text)  # fmt: skip
+            outgoing.record(db, mail.id, address, Delivery.FAILED, now,
+                            failure=Failure.EXHAUSTED, attempt=attempt, code=code,
+                            detail=text)  # fmt: skip
             log.error("mail %s: %s still refused (%d %s); no more retries", mail.key, address,
                       code, text)  # fmt: skip
         else:
-            outbox.record(db, mail.id, address, "retry", now, attempt=attempt, code=code,
-                          detail=text)  # fmt: skip
+            outgoing.record(db, mail.id, address, Delivery.RETRY, now, attempt=attempt,
+                            code=code, detail=text)  # fmt: skip
             log.warning("mail %s: %s refused for now (%d %s); retried for it alone",
                         mail.key, address, code, text)  # fmt: skip
     _settle(db, mail, now, report)
 
 
 def _settle(
-    db: sqlite_utils.Database, mail: outbox.Pending, now: dt.datetime, report: DeliveryReport
+    db: sqlite_utils.Database, mail: Pending, now: dt.datetime, report: DeliveryReport
 ) -> None:
     """Set the row's status from its addresses: queued while one waits for a retry."""
-    states = outbox.delivery_states(db, mail.id)
+    states = outgoing.delivery_states(db, mail.id)
     outcomes = set(states.values())
-    if "retry" in outcomes:
+    if Delivery.RETRY in outcomes:
         attempt = mail.attempts + 1
         retry_at = now + dt.timedelta(seconds=BACKOFF[attempt - 1])
-        waiting = ", ".join(sorted(a for a, s in states.items() if s == "retry"))
-        outbox.mark(db, mail.id, "queued", now, error=f"to retry for {waiting}",
-                    next_attempt_at=outbox.iso(retry_at))  # fmt: skip
+        waiting = ", ".join(sorted(a for a, s in states.items() if s == Delivery.RETRY))
+        outgoing.mark(db, mail.id, Sending.QUEUED, now, error=f"to retry for {waiting}",
+                      next_attempt_at=iso(retry_at))  # fmt: skip
         report.retry += 1
-    elif "sent" in outcomes:
-        outbox.mark(db, mail.id, "sent", now, error=None)
+    elif Delivery.SENT in outcomes:
+        outgoing.mark(db, mail.id, Sending.SENT, now, error=None)
         report.sent += 1
     else:
-        nobody = outcomes <= {"suppressed"}
-        failure = "no_recipient" if nobody else "recipients"
+        nobody = outcomes <= {Delivery.SUPPRESSED}
+        failure = Failure.NO_RECIPIENT if nobody else Failure.RECIPIENTS
         error = "not sent: every address is suppressed" if nobody else "every address failed"
-        outbox.mark(db, mail.id, "failed", now, failure=failure, error=error)
+        outgoing.mark(db, mail.id, Sending.FAILED, now, failure=failure, error=error)
         report.failed += 1
         log.error("mail %s %s", mail.key, error)
 
 
 def _fail(
     db: sqlite_utils.Database,
-    mail: outbox.Pending,
+    mail: Pending,
     envelope: list[str],
     error: SendError,
     now: dt.datetime,
@@ -305,28 +309,24 @@ def _fail(
     attempt = mail.attempts + 1
     if not error.permanent and attempt <= len(BACKOFF):
         retry_at = now + dt.timedelta(seconds=BACKOFF[attempt - 1])
-        outbox.mark(
-            db, mail.id, "queued", now, error=str(error), next_attempt_at=outbox.iso(retry_at)
+        outgoing.mark(
+            db, mail.id, Sending.QUEUED, now, error=str(error), next_attempt_at=iso(retry_at)
         )
         report.retry += 1
         log.warning("mail %s: %s; retrying at %s", mail.key, error, retry_at.isoformat())
         return
     report.failed += 1
     log.error("mail %s failed: %s", mail.key, error)
-    failure = "refused" if error.permanent else "exhausted"
-    if "sent" not in outbox.delivery_states(db, mail.id).values():
-        outbox.mark(db, mail.id, "failed", now, error=str(error), failure=failure)
+    failure = Failure.REFUSED if error.permanent else Failure.EXHAUSTED
+    if Delivery.SENT not in outgoing.delivery_states(db, mail.id).values():
+        outgoing.mark(db, mail.id, Sending.FAILED, now, error=str(error), failure=failure)
         return
     # Others had it in an earlier attempt: the row is sent, these addresses failed.
     for address in envelope:
-        outbox.record(db, mail.id, address, "failed", now, failure="message", attempt=attempt,
-                      code=error.code, detail=str(error))  # fmt: skip
-    outbox.mark(db, mail.id, "sent", now, error=str(error))
+        outgoing.record(db, mail.id, address, Delivery.FAILED, now, failure=Failure.MESSAGE,
+                        attempt=attempt, code=error.code, detail=str(error))  # fmt: skip
+    outgoing.mark(db, mail.id, Sending.SENT, now, error=str(error))
 
 
 def _flag_refused(db: sqlite_utils.Database, address: str, detail: str) -> None:
-    db.execute(
-        "insert or ignore into address_flags (address, kind, detail, created_at)"
-        " values (?, 'refused', ?, ?)",
-        [address.lower(), detail, now_utc()],
-    )
+    desk.add_flag(db, address.lower(), Flag.REFUSED, detail, dt.datetime.now(dt.UTC))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import sqlite_utils
 
-from ..store.db import transaction
+from ..store import schedule
 
 _PART = r"[A-Za-z0-9_-]+"
 _TOKEN = re.compile(rf"^<({_PART})\.({_PART})\.({_PART})\.({_PART})\.([a-z2-7]{{20}})@([^<>\s]+)>$")
@@ -70,12 +70,8 @@ def secret_for(db: sqlite_utils.Database, configured: str | None) -> str:
     """The configured secret, else the one generated for this database on first use."""
     if configured:
         return configured
-    row = db.execute("select value from settings where key = 'token_secret'").fetchone()
-    if row:
-        return str(row[0])
-    with transaction(db):
-        db.execute(
-            "insert or ignore into settings (key, value) values ('token_secret', ?)",
-            [secrets.token_urlsafe(32)],
-        )
-    return str(db.execute("select value from settings where key = 'token_secret'").fetchone()[0])
+    stored = schedule.setting(db, "token_secret")
+    if stored:
+        return stored
+    schedule.set_setting(db, "token_secret", secrets.token_urlsafe(32), keep=True)
+    return str(schedule.setting(db, "token_secret"))

@@ -156,3 +156,29 @@ def mark(
         db.execute(
             f"update inbound set {column} = ? where message in ({marks})", [iso(now), *messages]
         )
+
+
+def handled_at(db: sqlite_utils.Database, now: dt.datetime) -> list[tuple[Any, ...]]:
+    """(kind, status, sender, workflow, respondent, data, from_name, subject) of the messages
+    handled at ``now``, in the order they arrived."""
+    return db.execute(
+        "select i.kind, i.status, i.sender, i.workflow, i.respondent, i.data, p.from_name,"
+        " p.subject from inbound i left join parsed p on p.message = i.message"
+        " where i.received_at = ? order by i.message",
+        [iso(now)],
+    ).fetchall()
+
+
+def record_verdict(
+    db: sqlite_utils.Database, message: int, received: dt.datetime, kind: str, status: str,
+    sender: str, workflow: str | None, occurrence: str | None, respondent: str | None,
+    via: str | None, data: str | None,
+) -> bool:  # fmt: skip
+    """Record what a message was taken for, once; False when it already was."""
+    cursor = db.execute(
+        "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
+        " respondent, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
+        [message, iso(received), kind, status, sender, workflow, occurrence, respondent, via,
+         data],
+    )  # fmt: skip
+    return bool(cursor.rowcount)

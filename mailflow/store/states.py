@@ -1,8 +1,12 @@
 """The words the store keeps for states, as enums: no module spells them itself.
 
-What each incoming message was taken for (``Kind``) and how it stands (``Status``), what
-each run of a step did (``Run``), where each outgoing mail is (``Sending``), and the ids
-of respondents (``Respondent``): "d-<défi>", "s-<staff hash>", "p-<person hash>".
+What each incoming message was taken for (``Kind``) and how it stands (``Status``), where
+a stored message is in its parse (``Parsing``), what each run of a step did (``Run``),
+where each outgoing mail is (``Sending``) and what became of each of its addresses
+(``Delivery``, ``Failure``), why an address is no longer mailed (``Suppressed``) or was
+flagged to the staff (``Flag``), how an event stands (``EventStatus``) and changed
+(``Change``), and the ids of respondents (``Respondent``): "d-<défi>", "s-<staff hash>",
+"p-<person hash>".
 """
 
 from __future__ import annotations
@@ -46,6 +50,18 @@ class Status(StrEnum):
 ANSWERED = (Status.COUNTED, Status.LATE)  # the answers that count
 
 
+class Parsing(StrEnum):
+    """Where a stored message is in its parse (``messages.status``)."""
+
+    NEW = "new"
+    PARSED = "parsed"
+    RETRY = "retry"  # its parse failed or ran out of time: tried again
+    QUARANTINED = "quarantined"  # too large, or failed every attempt
+
+
+PENDING = (Parsing.NEW, Parsing.RETRY)  # the messages still to parse
+
+
 class Run(StrEnum):
     """What a step of an occurrence did (``runs.status``)."""
 
@@ -62,6 +78,65 @@ class Sending(StrEnum):
     SENDING = "sending"
     SENT = "sent"
     FAILED = "failed"
+
+
+class Delivery(StrEnum):
+    """What became of one address of an outgoing mail (``deliveries.status``)."""
+
+    SENT = "sent"
+    RETRY = "retry"  # refused for a while: tried again for it alone
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"  # left out of the envelope
+
+
+# Outcomes that take an address out of a mail's next envelopes.
+SETTLED = (Delivery.SENT, Delivery.FAILED, Delivery.SUPPRESSED)
+
+
+class Failure(StrEnum):
+    """Why an address failed for good (``deliveries.failure``: rejected, exhausted,
+    message) or a whole mail did (``outbox.failure``: refused, exhausted, recipients,
+    no_recipient)."""
+
+    REJECTED = "rejected"  # a 5xx for that address
+    EXHAUSTED = "exhausted"  # temporary refusals outlasted the retries
+    MESSAGE = "message"  # the whole message refused after others had it
+    REFUSED = "refused"  # a 5xx for the whole message
+    RECIPIENTS = "recipients"  # every address failed
+    NO_RECIPIENT = "no_recipient"  # every address was suppressed: nothing was sent
+
+
+class Suppressed(StrEnum):
+    """Why mailflow no longer writes to an address (``suppressed.reason``)."""
+
+    REFUSED = "refused"  # a 5xx at delivery
+    BOUNCED = "bounced"  # a hard delivery status notification
+
+
+class Flag(StrEnum):
+    """What the staff should know of an address (``address_flags.kind``)."""
+
+    BOUNCE = "bounce"
+    REFUSED = "refused"
+    NON_MEMBER = "non_member"
+    AMBIGUOUS = "ambiguous"
+    ERROR = "error"
+
+
+class EventStatus(StrEnum):
+    """How an event stands (``events.status``)."""
+
+    CONFIRMED = "confirmed"
+    CANCELLED = "cancelled"
+
+
+class Change(StrEnum):
+    """What happened to an event (``event_changes.change``)."""
+
+    CREATED = "created"
+    CHANGED = "changed"  # a significant field changed: its sequence grew
+    EDITED = "edited"  # an insignificant one: not recorded as a change
+    CANCELLED = "cancelled"
 
 
 class Respondent(str):
