@@ -13,12 +13,13 @@ import sqlite3
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import Config
 from ..programme.workflow import load_workflows
 from ..sending.render import Renderer
 from ..store.archive import Archive, ArchiveError, Source, open_live
-from ..store.archive_views import build_views
+from ..store.archive_views import Views, build_views
 from . import site
 
 log = logging.getLogger(__name__)
@@ -48,13 +49,10 @@ class Prepared:
     logins: list[str]
 
 
-def prepare(config: Config) -> Prepared:
-    """Check the logins, build the archive database and its views, make the Datasette app."""
-    require_extra()
+def build(config: Config, wording: dict[str, Any]) -> tuple[Archive, sqlite3.Connection, Views]:
+    """The archive database built anew from the live one, with its views; the live connection."""
     if config.archive is None:
         raise ArchiveError("this configuration has no [archive] settings")
-    accounts = config.archive.require_accounts()
-    wording = site.load_wording(config)
     source = Source(load_workflows(config.workflows_dir), config.timezone)
     live = open_live(config.database)
     archive = Archive(config.archive.database, source)
@@ -66,6 +64,17 @@ def prepare(config: Config) -> Prepared:
         archive.close()
         live.close()
         raise ArchiveError(f"the archive of {config.database} could not be built: {e}") from None
+    return archive, live, views
+
+
+def prepare(config: Config) -> Prepared:
+    """Check the logins, build the archive database and its views, make the Datasette app."""
+    require_extra()
+    if config.archive is None:
+        raise ArchiveError("this configuration has no [archive] settings")
+    accounts = config.archive.require_accounts()
+    wording = site.load_wording(config)
+    archive, live, views = build(config, wording)
     assert archive.conn is not None
     answers = archive.conn.execute("select count(*) from base_answers").fetchone()[0]
     app = site.datasette(config, site.metadata(config, views, wording, accounts)).app()
@@ -101,6 +110,23 @@ class Refresher(threading.Thread):
         self.join(timeout=10)
 
 
+def _server_class() -> type:
+    from types import FrameType
+
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            """Stop gracefully and exit 0 on SIGTERM, as the daemon does (uvicorn would
+            otherwise raise the signal again once stopped, and die by it)."""
+            super().handle_exit(sig, frame)
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    return Server
+
+
 def _check_port(host: str, port: int) -> None:
     import socket
 
@@ -133,11 +159,12 @@ def serve(config: Config, say: Callable[[str], None]) -> None:
     }  # fmt: skip
     renderer = Renderer(site.templates(config), config.timezone)
     say(renderer.text("archive/serving", config.language, context).rstrip("\n"))
+    settings = uvicorn.Config(
+        prepared.app, host=archive.host, port=archive.port, log_level="warning",  # type: ignore[arg-type]
+        lifespan="on", proxy_headers=True, server_header=False,
+    )  # fmt: skip
     try:
-        uvicorn.run(
-            prepared.app, host=archive.host, port=archive.port, log_level="warning",  # type: ignore[arg-type]
-            lifespan="on", proxy_headers=True, server_header=False,
-        )  # fmt: skip
+        _server_class()(settings).run()
     finally:
         refresher.stop()
         prepared.archive.close()
