@@ -278,3 +278,18 @@ def test_the_archive_in_english(programme, tmp_path):
         assert "Log in to the archive" in server.client(login=False).get("/-/login").text
     finally:
         assert server.stop() == 0
+
+
+def test_the_benchmark_runs_small(tmp_path):
+    """bench/archive.py --small: the smoke run CI can afford; its one line has both figures."""
+    import subprocess
+    import sys
+
+    from .conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "archive.py"), "--small", "-n", "3"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "archive of 520 answers" in result.stdout and "search median" in result.stdout

@@ -25,7 +25,8 @@ from .test_archive import _with_generated_secret
 
 CHROMIUM = "/usr/bin/chromium"
 # Set to a folder to look at what the staff see (the pages are written there as PNG).
-SCREENSHOTS = Path(os.environ["MAILFLOW_SCREENSHOTS"]) if "MAILFLOW_SCREENSHOTS" in os.environ else None
+SHOTS = os.environ.get("MAILFLOW_SCREENSHOTS")
+SCREENSHOTS = Path(SHOTS) if SHOTS else None
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]  # fmt: skip
 
@@ -122,8 +123,10 @@ def test_the_secret_is_unreachable_from_the_browser(browser, site):
     context = browser.new_context()
     page = context.new_page()
     _log_in(page, server)
-    for sql in ("select * from settings", "select value from settings where key = 'token_secret'",
-                "select * from messages", "select group_concat(sql) from sqlite_master"):  # fmt: skip
+    for sql in (
+        "select * from settings", "select value from settings where key = 'token_secret'",
+        "select * from messages", "select group_concat(sql) from sqlite_master",
+    ):  # fmt: skip
         page.goto(f"{server.url}/archive?sql={quote(sql)}")
         assert SECRET not in page.content(), sql
     page.goto(f"{server.url}/archive?sql={quote('select * from settings')}")

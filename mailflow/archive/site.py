@@ -88,7 +88,8 @@ def datasette(config: Config, metadata: dict[str, Any]) -> Any:
             "base_url": config.archive.base_url,
             "allow_download": False,
             "suggest_facets": False,
-            "default_page_size": 50,
+            # An answer is long to read: twenty a page, the next ones a click away.
+            "default_page_size": 20,
             "sql_time_limit_ms": 3000,
         },
     )

@@ -212,9 +212,11 @@ def _queries(words: _Words, workflow: Workflow, answers: str, needs_key: str) ->
         q = ("queries", key)
         return Shown(words(*q, "name"), words(*q, "title"), words(*q, "description"), sql)
 
+    # By the base table's indexes (kept answers of one respondent), not the view's words.
     history = query("history", (
-        f"select * from {quoted(answers)} where {c('current')} = {literal(words('yes'))}"
-        f" and (lower({c('defi_id')}) = lower(:{param}) or lower({defi}) = lower(:{param}))"
+        f"select * from {quoted(answers)} where {c('message')} in (select message from"
+        f" base_answers where workflow = {name} and kept and respondent in (select id from"
+        f" base_respondents where lower(defi) = lower(:{param}) or lower(name) = lower(:{param})))"
         f" order by {c('day')} desc, {c('received')} desc"
     ))  # fmt: skip
     found = [history]
