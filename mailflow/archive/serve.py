@@ -18,7 +18,7 @@ from typing import Any
 from ..config import Config
 from ..programme.workflow import load_workflows
 from ..sending.render import Renderer
-from ..store.archive import Archive, ArchiveError, Source, open_live
+from ..store.archive import Archive, ArchiveError, Source, open_live, quoted
 from ..store.archive_views import Views, build_views
 from . import site
 
@@ -77,7 +77,11 @@ def prepare(config: Config) -> Prepared:
     archive, live, views = build(config, wording)
     assert archive.conn is not None
     answers = archive.conn.execute("select count(*) from base_answers").fetchone()[0]
-    app = site.datasette(config, site.metadata(config, views, wording, accounts)).app()
+    columns = {
+        v.name: [r[1] for r in archive.conn.execute(f"pragma table_info({quoted(v.name)})")]
+        for v in views.views
+    }
+    app = site.datasette(config, site.metadata(config, views, wording, accounts, columns)).app()
     return Prepared(archive, live, app, answers, sorted(accounts))
 
 

@@ -29,14 +29,26 @@ def load_wording(config: Config) -> dict[str, Any]:
 
 
 def metadata(
-    config: Config, views: Views, wording: dict[str, Any], accounts: dict[str, str]
-) -> dict[str, Any]:
-    """Datasette's metadata: who may see what, and what each view and query is called."""
+    config: Config, views: Views, wording: dict[str, Any], accounts: dict[str, str],
+    columns: dict[str, list[str]],
+) -> dict[str, Any]:  # fmt: skip
+    """Datasette's metadata: who may see what, what each view and query is called.
+
+    ``columns``: each view's columns, to describe those it has.
+    """
     assert config.archive is not None
     logins = sorted(accounts)
     tables: dict[str, Any] = {name: {"hidden": True} for name in BASE_TABLES}
+    described = {
+        wording["columns"][key]: text
+        for key, text in wording.get("column_descriptions", {}).items()
+        if key in wording["columns"]
+    }
     for shown in views.views:
         table: dict[str, Any] = {"title": shown.title, "description": shown.description}
+        known = {c: described[c] for c in columns.get(shown.name, []) if c in described}
+        if known:
+            table["columns"] = known
         if shown.sort_desc:
             table["sort_desc"] = shown.sort_desc
         if shown.search:
