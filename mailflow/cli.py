@@ -505,6 +505,29 @@ def run(
 
 
 @cli.command()
+@click.option("--host", help="Listen on this address (default: [archive] host, 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Default: [archive] port, 8001.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None) -> None:
+    """Serve the read-only web archive of the database (Datasette), beside the daemon.
+
+    Needs the extra mailflow[archive] and the staff's logins in the secrets file
+    ($MAILFLOW_ARCHIVE_PASSWORDS: name:hash pairs from `datasette hash-password`).
+    """
+    import dataclasses
+
+    from .archive.serve import serve as run_serve
+
+    config = _config(ctx)
+    if config.archive is not None and (host or port):
+        archive = dataclasses.replace(
+            config.archive, host=host or config.archive.host, port=port or config.archive.port
+        )
+        config = dataclasses.replace(config, archive=archive)
+    run_serve(config, click.echo)
+
+
+@cli.command()
 @click.option(
     "--dir", "folder", type=click.Path(file_okay=False), default="demo", show_default=True,
     help="Where the demo's config, roster and database are written.",

@@ -7,7 +7,9 @@ secret that is needed but unset is a ``ConfigError`` naming that key.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import re
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -115,6 +117,50 @@ class EventSources:
     audience: str = "everyone"  # of calendar events without X-MAILFLOW-AUDIENCE
 
 
+ACCOUNT = re.compile(r"([A-Za-z0-9._-]+):(pbkdf2_sha256\$\d+\$[^$\s]+\$[A-Za-z0-9+/=]+)")
+
+
+@dataclass(frozen=True)
+class ArchiveConfig:
+    """The web archive (``mailflow serve``): where it listens, its derived database, its logins.
+
+    The logins are ``name:hash`` pairs (hashes made by ``datasette hash-password``) in the
+    environment variable ``passwords_env``, which the service gets from secrets.env.
+    """
+
+    database: Path
+    host: str = "127.0.0.1"
+    port: int = 8001
+    base_url: str = "/"
+    refresh: dt.timedelta = dt.timedelta(seconds=10)
+    sql: bool = True  # arbitrary SQL for logged-in staff, on the derived database only
+    passwords_env: str = "MAILFLOW_ARCHIVE_PASSWORDS"
+    passwords: str | None = field(default=None, repr=False)
+    secret_env: str = "MAILFLOW_ARCHIVE_SECRET"
+    secret: str | None = field(default=None, repr=False)
+
+    def require_accounts(self) -> dict[str, str]:
+        """Each login's password hash; a ``ConfigError`` when none is set or one is malformed."""
+        words = (self.passwords or "").replace(",", " ").split()
+        if not words:
+            raise ConfigError(
+                "archive.passwords_env",
+                f"the environment variable {self.passwords_env} to hold the staff's logins, "
+                "as name:hash pairs (hashes from `datasette hash-password`)",
+            )
+        accounts = {}
+        for word in words:
+            match = ACCOUNT.fullmatch(word)
+            if match is None:
+                raise ConfigError(
+                    "archive.passwords_env",
+                    f"{self.passwords_env} to hold name:pbkdf2_sha256$... pairs",
+                    word.split(":", 1)[0] + ":...",
+                )
+            accounts[match.group(1)] = match.group(2)
+        return accounts
+
+
 @dataclass(frozen=True)
 class Config:
     """Everything mailflow needs to run, loaded once and never mutated."""
@@ -131,6 +177,7 @@ class Config:
     addresses: Addresses
     security: Security
     events: EventSources = field(default_factory=EventSources)
+    archive: ArchiveConfig | None = None  # None only for configs built by hand
     # A rehearsal install (tests, the demo, staff trying a week) may be told any instant;
     # a real one acts only at the present time and refuses instants in the future.
     rehearsal: bool = False
@@ -219,6 +266,7 @@ def config_from_table(
         ),
     )  # fmt: skip
     events_table.done()
+    archive = _archive(root.table("archive"), env, resolve, database)
     return Config(
         path=file,
         database=database,
@@ -232,6 +280,7 @@ def config_from_table(
         addresses=addresses,
         security=security,
         events=events,
+        archive=archive,
         rehearsal=rehearsal,
     )
 
@@ -308,6 +357,36 @@ def _security(t: Table, env: Mapping[str, str]) -> Security:
         secret_env=secret_env,
         secret=env.get(secret_env) or None,
         trusted_authserv_ids=t.strings("trusted_authserv_ids", ()),
+    )
+    t.done()
+    return config
+
+
+def _archive(
+    t: Table, env: Mapping[str, str], resolve: Callable[[str], Path], live: Path
+) -> ArchiveConfig:
+    passwords_env = t.string("passwords_env", "MAILFLOW_ARCHIVE_PASSWORDS", pattern=VARIABLE)
+    secret_env = t.string("secret_env", "MAILFLOW_ARCHIVE_SECRET", pattern=VARIABLE)
+    database = resolve(t.string("database", str(live.with_name(f"{live.stem}-archive.db"))))
+    if database.resolve() == live.resolve():
+        t.fail("database", "a file of its own, not the live database", str(database))
+    base_url = t.string("base_url", "/")
+    if not (base_url.startswith("/") and base_url.endswith("/")):
+        t.fail("base_url", "a path that starts and ends with /, such as /archive/", base_url)
+    refresh = t.duration("refresh", dt.timedelta(seconds=10))
+    if refresh < dt.timedelta(seconds=1):
+        t.fail("refresh", "a duration of a second or more", t.raw("refresh"))
+    config = ArchiveConfig(
+        database=database,
+        host=t.string("host", "127.0.0.1"),
+        port=t.integer("port", 8001, min=1, max=65535),
+        base_url=base_url,
+        refresh=refresh,
+        sql=t.boolean("sql", True),
+        passwords_env=passwords_env,
+        passwords=env.get(passwords_env) or None,
+        secret_env=secret_env,
+        secret=env.get(secret_env) or None,
     )
     t.done()
     return config

@@ -41,14 +41,16 @@ def units(tmp_path: Path) -> Path:
     """The units as shipped, but for the command's path: this checkout's instead of /opt's."""
     command = Path(sys.executable).with_name("mailflow")
     assert command.exists()
-    for unit in ("mailflow.service", "mailflow@.service"):
+    for unit in ("mailflow.service", "mailflow@.service", "mailflow-archive@.service"):
         text = (SYSTEMD / unit).read_text()
         assert text.count(INSTALLED) == 1, f"{unit} does not start {INSTALLED}"
         (tmp_path / unit).write_text(text.replace(INSTALLED, str(command)))
     return tmp_path
 
 
-@pytest.mark.parametrize("unit", ["mailflow.service", "mailflow@eig.service"])
+@pytest.mark.parametrize(
+    "unit", ["mailflow.service", "mailflow@eig.service", "mailflow-archive@eig.service"]
+)
 def test_the_units_verify(units, unit):
     result = verify(units, unit)
     assert result.returncode == 0 and not result.stderr, result.stderr
@@ -91,6 +93,18 @@ def test_the_units_run_as_the_static_user_with_secrets_from_systemd():
     assert service["ExecStart"].endswith(" -c /etc/mailflow/%i/mailflow.toml run")
     assert (service["StateDirectory"], service["StateDirectoryMode"]) == ("mailflow/%i", "2770")
     assert service["UMask"] == "0007"
+
+
+def test_the_archive_unit_serves_the_same_site_as_the_same_user():
+    """Beside mailflow@NAME: its config, secrets and state directory, the user mailflow."""
+    archive = dict(
+        line.split("=", 1) for line in _directives("mailflow-archive@.service") if "=" in line
+    )
+    service = dict(line.split("=", 1) for line in _directives("mailflow@.service") if "=" in line)
+    assert archive["ExecStart"] == service["ExecStart"].replace(" run", " serve")
+    for key in ("User", "Group", "EnvironmentFile", "StateDirectory", "UMask", "ReadOnlyPaths"):
+        assert archive[key] == service[key], key
+    assert "mailflow@%i.service" in archive["After"]
 
 
 def test_sysusers_makes_the_mailflow_user_and_group(tmp_path):
