@@ -85,9 +85,7 @@ class OAuth2Config:
         if self.grant == "refresh_token":
             needed.append(("refresh_token_env", self.refresh_token_env, self.refresh_token))
         elif self.provider == "google":
-            needed.append(
-                ("service_account_env", self.service_account_env, self.service_account)
-            )
+            needed.append(("service_account_env", self.service_account_env, self.service_account))
         for key, variable, value in needed:
             if not value:
                 raise ConfigError(
@@ -279,7 +277,7 @@ def config_from_table(
     main.done()
 
     imap = _imap(root.table("imap", required=True), env, resolve)
-    smtp = _smtp(root.table("smtp", required=True), env, resolve, imap.oauth2)
+    smtp = _smtp(root.table("smtp", required=True), env, resolve, imap)
     addresses = _addresses(root.table("addresses", required=True))
     security = _security(root.table("security"), env)
     events_table = root.table("events")
@@ -342,7 +340,7 @@ def _imap(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> I
         ca_file=_ca_file(t, resolve),
         auth=t.string("auth", "password", choices=AUTH_MODES),
     )
-    oauth2 = _oauth2_of(t, config.auth, env, resolve, None)
+    oauth2 = _oauth2_of(t, config.auth, env, resolve, None, config.username)
     t.done()
     return replace(config, oauth2=oauth2)
 
@@ -351,7 +349,7 @@ def _smtp(
     t: Table,
     env: Mapping[str, str],
     resolve: Callable[[str], Path],
-    imap_oauth2: OAuth2Config | None,
+    imap: ImapConfig,
 ) -> SmtpConfig:
     security = t.string("security", "starttls", choices=SECURITY_MODES)
     default_port = {"tls": 465, "starttls": 587, "none": 25}[security]
@@ -367,10 +365,10 @@ def _smtp(
         ca_file=_ca_file(t, resolve),
         auth=t.string("auth", "password", choices=AUTH_MODES),
     )
-    oauth2 = _oauth2_of(t, config.auth, env, resolve, imap_oauth2)
-    if oauth2 is not None and not config.username:
-        t.fail("username", 'the mailbox to send as (auth = "oauth2" logs in as it)')
+    oauth2 = _oauth2_of(t, config.auth, env, resolve, imap.oauth2, config.username or imap.username)
     t.done()
+    if oauth2 is not None and not config.username:  # the token is the shared mailbox's
+        config = replace(config, username=imap.username)
     return replace(config, oauth2=oauth2)
 
 
@@ -380,6 +378,7 @@ def _oauth2_of(
     env: Mapping[str, str],
     resolve: Callable[[str], Path],
     fallback: OAuth2Config | None,
+    username: str,
 ) -> OAuth2Config | None:
     """The server's token source: its own ``oauth2`` table, else ``fallback`` (IMAP's)."""
     if auth != "oauth2":
@@ -391,7 +390,7 @@ def _oauth2_of(
         if fallback is None:
             t.fail("oauth2", "a table saying where tokens come from (provider = ...)")
         return fallback
-    return _oauth2(t.table("oauth2"), env, resolve, t.data.get("username", ""))
+    return _oauth2(t.table("oauth2"), env, resolve, username)
 
 
 def _oauth2(
@@ -439,9 +438,7 @@ def _microsoft(t: Table, env: Mapping[str, str], base: OAuth2Config) -> OAuth2Co
     )  # fmt: skip
 
 
-def _google(
-    t: Table, env: Mapping[str, str], username: str, base: OAuth2Config
-) -> OAuth2Config:
+def _google(t: Table, env: Mapping[str, str], username: str, base: OAuth2Config) -> OAuth2Config:
     grant = t.string("grant", "service_account", choices=("service_account", "refresh_token"))
     base = replace(
         base, grant=grant, scopes=t.strings("scopes", (GOOGLE_SCOPE,)),

@@ -330,7 +330,7 @@ def _session(cfg: OAuth2Config) -> Any:
     import requests
 
     class Session(requests.Session):
-        def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+        def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
             kwargs.setdefault("timeout", cfg.timeout)
             if cfg.ca_file is not None:
                 kwargs["verify"] = str(cfg.ca_file)

@@ -248,8 +248,11 @@ class IdentityProvider:
             return 400, {"error": "invalid_grant", "error_description": "Invalid JWT Signature."}
         self.requests.append((str(claims["iss"]), _JWT_BEARER))
         scopes = str(claims.get("scope", "")).split()
-        if client.disabled or claims.get("sub") != client.mailbox or not scopes or any(
-            s not in client.scopes for s in scopes
+        if (
+            client.disabled
+            or claims.get("sub") != client.mailbox
+            or not scopes
+            or any(s not in client.scopes for s in scopes)
         ):
             return 401, {
                 "error": "unauthorized_client",
