@@ -54,13 +54,18 @@ _lock = threading.Lock()
 
 def access_token(cfg: OAuth2Config) -> str:
     """A token from the cache while it has time left, else a fresh one from the source."""
+    return token(cfg).value
+
+
+def token(cfg: OAuth2Config) -> Token:
+    """``access_token`` with its expiry (for ``doctor``)."""
     with _lock:
         cached = _cache.get(cfg)
         if cached is not None and cached.usable(time.time()):
-            return cached.value
-        token = fetch(cfg)
-        _cache[cfg] = token
-        return token.value
+            return cached
+        fresh = fetch(cfg)
+        _cache[cfg] = fresh
+        return fresh
 
 
 def renew(cfg: OAuth2Config, refused: str) -> str | None:

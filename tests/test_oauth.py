@@ -266,3 +266,23 @@ def test_xoauth2_on_imap_too(new_address, localmail):
     with IMAPClient("127.0.0.1", port=localmail.imap_port, ssl=False) as client:
         with pytest.raises(LoginError):
             imap.oauth_login(client, "XOAUTH2", user, "not-a-token")
+
+
+def test_doctor_checks_the_whole_chain(programme, localmail, relay, app):
+    server = relay()
+    p = granted(programme, localmail, server, app)
+    lines = p.run("doctor").output.splitlines()
+    assert "ok   secrets: $MAILFLOW_OAUTH_CLIENT_SECRET set; $MAILFLOW_SECRET" in lines
+    source = f"Microsoft identity platform (tenant {TENANT}, app {app})"
+    assert f"ok   IMAP token: {source} gives a token, valid for 59 more minutes" in lines
+    assert any(x.startswith(f"ok   IMAP: logged in as {p.shared}") for x in lines)
+    assert any(x.startswith("ok   SMTP: 127.0.0.1") for x in lines)
+    assert not any(x.startswith("ok   SMTP token") for x in lines)  # the same source: once
+    localmail.identity.disable(app)
+    oauth.forget()
+    result = p.run("doctor")
+    lines = result.output.splitlines()
+    assert result.exit_code == 1
+    assert any(x.startswith(f"FAIL IMAP token: {source} refused") for x in lines)
+    assert "FAIL IMAP: not checked: fix the token source first" in lines
+    assert "FAIL SMTP: not checked: fix the token source first" in lines

@@ -2,20 +2,23 @@
 
 Checks, in order: the config, the secrets it names, the database, the workflows, every
 mail rendered (the preflight), the headings each request shows against those its
-workflow reads, the order of each workflow's steps, the roster, the IMAP mailbox (login,
-folders, IDLE, whether mail to the alias is seen reaching it) and the SMTP relay. A check
-that depends on an earlier failed one says so instead of failing again. Nothing is sent
-and nothing in the mailbox is changed (folders are examined read-only).
+workflow reads, the order of each workflow's steps, the roster, the OAuth2 token source
+(with ``auth = "oauth2"``: a token is asked for), the IMAP mailbox (login, folders, IDLE,
+whether mail to the alias is seen reaching it) and the SMTP relay. A check that depends
+on an earlier failed one says so instead of failing again. Nothing is sent and nothing
+in the mailbox is changed (folders are examined read-only).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from ..config import Config, load_config
+from ..config import Config, OAuth2Config, load_config
 from ..errors import ConfigError, MailflowError
 from ..programme.workflow import Workflow
 
@@ -70,21 +73,68 @@ def checks(path: Path | str | None) -> Iterator[Check]:
         yield from _order(config, workflows)
     yield from _copies(config)
     yield _run("roster", lambda: _roster(config))
-    yield _run("IMAP", lambda: _imap(config))
-    yield _run("alias", lambda: _alias(config))
-    yield _run("SMTP", lambda: _smtp(config))
+    yield from _servers(config)
+
+
+def _servers(config: Config) -> Iterator[Check]:
+    """The token sources, then each server's login with them."""
+    tokens = {"IMAP": config.imap.oauth2, "SMTP": config.smtp.oauth2}
+    if tokens["SMTP"] == tokens["IMAP"]:
+        del tokens["SMTP"]  # one source for both: asked once
+    failed = set()
+    for protocol, source in tokens.items():
+        if source is not None:
+            check = _run(f"{protocol} token", partial(_token, source))
+            yield check
+            if not check.ok:
+                failed.add(protocol)
+    if "IMAP" in failed:
+        yield Check("IMAP", False, "not checked: fix the token source first")
+        yield Check("alias", False, "not checked: fix the IMAP login first")
+    else:
+        imap = _run("IMAP", lambda: _imap(config))
+        yield imap
+        if imap.ok:
+            yield _run("alias", lambda: _alias(config))
+        else:
+            yield Check("alias", False, "not checked: fix the IMAP login first")
+    shared = config.smtp.oauth2 is not None and "SMTP" not in tokens
+    if "SMTP" in failed or (shared and "IMAP" in failed):
+        yield Check("SMTP", False, "not checked: fix the token source first")
+    else:
+        yield _run("SMTP", lambda: _smtp(config))
+
+
+def _token(source: OAuth2Config) -> str:
+    from .. import oauth
+
+    token = oauth.token(source)
+    if token.expires_at is None:
+        return f"{source.describe()} gives a token (its lifetime is not known: asked at each login)"
+    minutes = max(0, int((token.expires_at - time.time()) // 60))
+    return f"{source.describe()} gives a token, valid for {minutes} more minutes"
 
 
 def _secrets(config: Config) -> str:
     config.require_secrets()
-    named = [f"${config.imap.password_env}"]
-    named += [f"${config.smtp.password_env}"] if config.smtp.username else []
+    named = _secret_names(config.imap.oauth2, config.imap.password_env)
+    if config.smtp.username:
+        more = _secret_names(config.smtp.oauth2, config.smtp.password_env)
+        named += [n for n in more if n not in named]
     token = (
         f"${config.security.secret_env}"
         if config.security.secret
         else f"${config.security.secret_env} unset: a secret kept in the database signs tokens"
     )
-    return f"{', '.join(named)} set; {token}"
+    listed = f"{', '.join(named)} set; " if named else ""
+    return f"{listed}{token}"
+
+
+def _secret_names(source: OAuth2Config | None, password_env: str) -> list[str]:
+    if source is None:
+        return [f"${password_env}"]
+    names = (source.client_secret_env, source.refresh_token_env, source.service_account_env)
+    return [f"${n}" for n in names if n]
 
 
 def _database(config: Config) -> str:
