@@ -474,6 +474,18 @@ def _addresses(t: Table) -> Addresses:
     return config
 
 
+def _dns_server(t: Table) -> str:
+    from .receiving.dkimcheck import dns_address
+
+    value: str = t.string("dns_server", "")
+    if value:
+        try:
+            dns_address(value)
+        except ValueError:
+            t.fail("dns_server", "an IP address, with :port if not 53 (e.g. 127.0.0.1:5353)", value)
+    return value
+
+
 def _security(t: Table, env: Mapping[str, str]) -> Security:
     secret_env = t.string("secret_env", "MAILFLOW_SECRET", pattern=VARIABLE)
     config = Security(
@@ -481,7 +493,7 @@ def _security(t: Table, env: Mapping[str, str]) -> Security:
         secret=env.get(secret_env) or None,
         trusted_authserv_ids=t.strings("trusted_authserv_ids", ()),
         verify_dkim=t.boolean("verify_dkim", False),
-        dns_server=t.string("dns_server", ""),
+        dns_server=_dns_server(t),
     )
     t.done()
     return config

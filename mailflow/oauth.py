@@ -201,7 +201,7 @@ def _from_microsoft(cfg: OAuth2Config) -> Token:
         app = msal.ConfidentialClientApplication(
             cfg.client_id, client_credential=cfg.client_secret,
             authority=f"{cfg.authority}/{cfg.tenant}", http_client=_session(cfg),
-            # Microsoft's own hosts are known; any other (a national cloud, a test) is taken as given.
+            # Microsoft's own hosts are known; any other (a national cloud, a test) is as given.
             instance_discovery=None if cfg.authority == MICROSOFT_AUTHORITY else False,
             token_cache=msal.TokenCache(),
         )  # fmt: skip

@@ -122,7 +122,7 @@ def test_a_token_near_its_expiry_is_replaced_before_login(programme, localmail, 
     time.sleep(1.6)  # past half its life: replaced, though the server would still take it
     p.tick(at("09:05"))
     assert grants(localmail, app) == ["client_credentials"] * 2
-    [first, second] = localmail.identity.tokens_of(p.shared)
+    [_, second] = localmail.identity.tokens_of(p.shared)
     assert localmail.identity.introspect(second)["active"]
 
 
@@ -170,7 +170,7 @@ def test_an_app_without_access_to_the_mailbox_is_refused_by_the_server(
     localmail.identity.add_microsoft_app(TENANT, app, SECRET, new_address("other"))
     result = p.run("tick", "--at", at("09:00"))
     assert result.exit_code == 1
-    assert f"the server refused the OAuth2 token (OAUTHBEARER) from Microsoft" in result.output
+    assert "the server refused the OAuth2 token (OAUTHBEARER) from Microsoft" in result.output
     assert "IMAP.AccessAsApp" in result.output and "Add-MailboxPermission" in result.output
     assert "SMTP.SendAsApp" in result.output  # the relay refused it too: the mail waits
     # Each server: refused, then refused again with a fresh token; never more than that.
@@ -263,9 +263,11 @@ def test_xoauth2_on_imap_too(new_address, localmail):
     with IMAPClient("127.0.0.1", port=localmail.imap_port, ssl=False) as client:
         imap.oauth_login(client, "XOAUTH2", user, token)
         assert client.select_folder("INBOX")[b"EXISTS"] == 0
-    with IMAPClient("127.0.0.1", port=localmail.imap_port, ssl=False) as client:
-        with pytest.raises(LoginError):
-            imap.oauth_login(client, "XOAUTH2", user, "not-a-token")
+    with (
+        IMAPClient("127.0.0.1", port=localmail.imap_port, ssl=False) as client,
+        pytest.raises(LoginError),
+    ):
+        imap.oauth_login(client, "XOAUTH2", user, "not-a-token")
 
 
 def test_doctor_checks_the_whole_chain(programme, localmail, relay, app):
