@@ -192,3 +192,23 @@ def test_dns_server_addresses():
             dkimcheck.dns_address(wrong)
     resolver = dkimcheck.resolver("127.0.0.1:5353")
     assert (resolver.nameservers, resolver.port) == (["127.0.0.1"], 5353)
+
+
+def test_doctor_warns_when_the_trusted_server_adds_no_header(programme):
+    p = programme({"alpha": 1}, security={"trusted_authserv_ids": [MX]})
+    assert "ok   commands: mx.programme.test's results trusted (no mail in INBOX yet" in (
+        p.run("doctor").output
+    )
+    p.swaks(command_mail(p, headers=f"Authentication-Results: {MX}; spf=pass\r\n"), p.staff[0])
+    p.swaks(command_mail(p), p.staff[0])  # arrived without the trusted server's header
+    p.wait_shared(2)
+    lines = p.run("doctor").output.splitlines()
+    [line] = [x for x in lines if x.startswith("WARN commands: ")]
+    assert "1 of the last 2 messages in INBOX carry no Authentication-Results from " in line
+    assert "set verify_dkim = true" in line
+
+
+def test_doctor_says_how_commands_are_authorised_with_dkim_alone(signed_programme):
+    p = signed_programme()
+    lines = p.run("doctor").output.splitlines()
+    assert "ok   commands: authorised by mailflow's own DKIM check (no trusted server)" in lines

@@ -23,6 +23,7 @@ from ..errors import ConfigError, MailflowError
 from ..programme.workflow import Workflow
 
 ALIAS_LOOKBACK = 200  # most recent messages of each folder looked at for mail to the alias
+RESULTS_LOOKBACK = 50  # most recent messages looked at for the trusted server's header
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ def _servers(config: Config) -> Iterator[Check]:
         yield imap
         if imap.ok:
             yield _run("alias", lambda: _alias(config))
+            yield _run("commands", lambda: _commands(config))
         else:
             yield Check("alias", False, "not checked: fix the IMAP login first")
     shared = config.smtp.oauth2 is not None and "SMTP" not in tokens
@@ -317,6 +319,49 @@ def _alias(config: Config) -> str:
         "alias delivers to this mailbox (or lists it), write to the alias once, and run "
         "doctor again to confirm"
     )
+
+
+def _commands(config: Config) -> str:
+    """Whether the trusted server adds its Authentication-Results to the mail that arrives:
+    where it adds none, a sender can write one in its name, and forge a command."""
+    from email.parser import BytesHeaderParser
+
+    from ..receiving.authresults import authserv_id
+    from ..receiving.imap import session
+
+    security = config.security
+    own = "; mailflow's own DKIM check counts too" if security.verify_dkim else ""
+    trusted = {t.lower() for t in security.trusted_authserv_ids}
+    if not trusted:
+        if not security.verify_dkim:
+            raise Unconfirmed(
+                "no command by mail can be obeyed: set [security] verify_dkim = true, or "
+                "trusted_authserv_ids to the server that adds Authentication-Results"
+            )
+        return "authorised by mailflow's own DKIM check (no trusted server)"
+    folder = config.imap.folders[0]
+    with session(config.imap) as client:
+        count = int(client.select_folder(folder, readonly=True)[b"EXISTS"])
+        uids = client.search([f"{max(1, count - RESULTS_LOOKBACK + 1)}:*"]) if count else []
+        item = "BODY.PEEK[HEADER.FIELDS (AUTHENTICATION-RESULTS)]"
+        fetched = client.fetch(uids, [item]) if uids else {}
+    names = ", ".join(sorted(trusted))
+    if not fetched:  # a new site: nothing to judge yet, nothing wrong either
+        return f"{names}'s results trusted (no mail in {folder} yet to check they come){own}"
+    lacking = 0
+    for data in fetched.values():
+        header = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
+        found = BytesHeaderParser().parsebytes(header or b"").get_all("Authentication-Results")
+        if not any(authserv_id(str(h)) in trusted for h in found or ()):
+            lacking += 1
+    if lacking:
+        raise Unconfirmed(
+            f"{lacking} of the last {len(fetched)} messages in {folder} carry no "
+            f"Authentication-Results from {names}: if that server does not add one to every "
+            "message, a sender can write it and forge a command; then remove it from "
+            "[security] trusted_authserv_ids and set verify_dkim = true"
+        )
+    return f"the last {len(fetched)} messages in {folder} carry {names}'s results{own}"
 
 
 def _smtp(config: Config) -> str:

@@ -154,6 +154,11 @@ def _split(header: str) -> list[str]:
     return parts
 
 
+def authserv_id(header: str) -> str:
+    """The server that wrote an Authentication-Results header (its first word, lower case)."""
+    return _authserv(header)
+
+
 def _authserv(header: str) -> str:
     head = _split(header)[0].strip()
     return head.split()[0].lower() if head else ""
