@@ -197,10 +197,11 @@ def _from_microsoft(cfg: OAuth2Config) -> Token:
         f"check [{cfg.section}] tenant, client_id, and the client secret in "
         f"${cfg.client_secret_env} (and that it has not expired)"
     )
+    session = _session(cfg)
     try:
         app = msal.ConfidentialClientApplication(
             cfg.client_id, client_credential=cfg.client_secret,
-            authority=f"{cfg.authority}/{cfg.tenant}", http_client=_session(cfg),
+            authority=f"{cfg.authority}/{cfg.tenant}", http_client=session,
             # Microsoft's own hosts are known; any other (a national cloud, a test) is as given.
             instance_discovery=None if cfg.authority == MICROSOFT_AUTHORITY else False,
             token_cache=msal.TokenCache(),
@@ -216,6 +217,8 @@ def _from_microsoft(cfg: OAuth2Config) -> Token:
     except ValueError as e:  # MSAL: the tenant's configuration could not be read
         said = _first_line(str(e)).split(". ")[0].rstrip(".")
         raise TokenError(f"{name}: {said}: check [{cfg.section}] tenant") from e
+    finally:
+        session.close()
     if "access_token" not in result:
         error = result.get("error", "no token")
         description = _first_line(str(result.get("error_description", "")))
@@ -231,8 +234,9 @@ def _from_google(cfg: OAuth2Config) -> Token:
     name = cfg.describe()
     now = time.time()
     credentials = _google_credentials(cfg, name)
+    request = _GoogleRequest(cfg)
     try:
-        credentials.refresh(_GoogleRequest(cfg))
+        credentials.refresh(request)
     except google_errors.RefreshError as e:
         raise TokenError(
             f"{name} refused the token request: {_google_reason(e)}: {_google_check(cfg)}"
@@ -240,6 +244,8 @@ def _from_google(cfg: OAuth2Config) -> Token:
     except google_errors.TransportError as e:
         uri = cfg.token_uri or GOOGLE_TOKEN_URI
         raise TokenError(f"{name}: cannot reach {uri} ({_first_line(str(e))})") from e
+    finally:
+        request.close()
     expiry: dt.datetime | None = credentials.expiry
     expires_at = expiry.replace(tzinfo=dt.UTC).timestamp() if expiry else None
     return Token(str(credentials.token), expires_at, now)
@@ -318,8 +324,12 @@ class _GoogleRequest:
     def __init__(self, cfg: OAuth2Config) -> None:
         from google.auth.transport.requests import Request
 
-        self._request = Request(_session(cfg))
+        self._session = _session(cfg)
+        self._request = Request(self._session)
         self._timeout = cfg.timeout
+
+    def close(self) -> None:
+        self._session.close()
 
     def __call__(self, url: str, method: str = "GET", **kwargs: Any) -> Any:
         kwargs["timeout"] = self._timeout
