@@ -1,8 +1,11 @@
 """The configuration: ``mailflow.toml`` into frozen dataclasses, secrets from the environment.
 
 Relative paths in the file are relative to the file's own folder. Secrets never live in the
-file: the file names the environment variables that hold them (``password_env``), and a
-secret that is needed but unset is a ``ConfigError`` naming that key.
+file: the file names the environment variables that hold them (``password_env``,
+``client_secret_env`` …), and a secret that is needed but unset is a ``ConfigError`` naming
+that key. A mail server is logged in to with a password (the default) or, with
+``auth = "oauth2"``, with an access token from the ``[imap.oauth2]`` token source
+(``mailflow.oauth``); ``[smtp]`` without its own ``[smtp.oauth2]`` uses the IMAP one.
 """
 
 from __future__ import annotations
@@ -10,9 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
+import shlex
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +26,13 @@ from .tomltable import ADDRESS, LANGUAGE, VARIABLE, Table
 
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
 SECURITY_MODES = ("tls", "starttls", "none")
+AUTH_MODES = ("password", "oauth2")
+PROVIDERS = ("command", "microsoft", "google")
+MICROSOFT_AUTHORITY = "https://login.microsoftonline.com"
+# One scope covers IMAP.AccessAsApp and SMTP.SendAsApp: the permissions granted to the app.
+MICROSOFT_SCOPE = "https://outlook.office365.com/.default"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+GOOGLE_SCOPE = "https://mail.google.com/"
 CONFIG_ENV = "MAILFLOW_CONFIG"
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -36,6 +47,62 @@ def shipped(kind: str) -> Path:
     if isinstance(inside, Path) and inside.is_dir():
         return inside
     return PROJECT_DIR / kind
+
+
+@dataclass(frozen=True)
+class OAuth2Config:
+    """Where access tokens come from: a command, or a built-in provider's client credentials.
+
+    ``provider`` is ``"command"`` (``token_command`` prints a token), ``"microsoft"``
+    (Microsoft identity platform, client credentials: ``tenant``, ``client_id`` and the
+    secret in ``$client_secret_env``) or ``"google"`` (a service account key in
+    ``$service_account_env`` acting as ``subject`` by domain-wide delegation, or with
+    ``grant = "refresh_token"`` a stored refresh token of ``client_id``).
+    """
+
+    provider: str
+    section: str  # "imap.oauth2": where errors point
+    token_command: tuple[str, ...] = ()
+    tenant: str = ""
+    client_id: str = ""
+    client_secret_env: str = ""
+    client_secret: str | None = field(default=None, repr=False)
+    authority: str = MICROSOFT_AUTHORITY
+    scopes: tuple[str, ...] = ()
+    grant: str = ""  # google: "service_account" or "refresh_token"
+    service_account_env: str = ""
+    service_account: str | None = field(default=None, repr=False)  # key JSON, or its path
+    refresh_token_env: str = ""
+    refresh_token: str | None = field(default=None, repr=False)
+    subject: str = ""  # google service account: the mailbox it acts as
+    token_uri: str = ""
+    ca_file: Path | None = None  # a private CA for the provider's endpoints (a proxy's)
+    timeout: int = 30
+
+    def require_secrets(self) -> None:
+        """Raise ``ConfigError`` naming the variable of a secret this source needs but lacks."""
+        needed: list[tuple[str, str, str | None]] = []
+        if self.provider == "microsoft" or self.grant == "refresh_token":
+            needed.append(("client_secret_env", self.client_secret_env, self.client_secret))
+        if self.grant == "refresh_token":
+            needed.append(("refresh_token_env", self.refresh_token_env, self.refresh_token))
+        elif self.provider == "google":
+            needed.append(("service_account_env", self.service_account_env, self.service_account))
+        for key, variable, value in needed:
+            if not value:
+                raise ConfigError(
+                    f"{self.section}.{key}", f"the environment variable {variable} to be set"
+                )
+
+    def describe(self) -> str:
+        """The source in a few words, for errors and doctor: "Microsoft tenant t, app c"."""
+        if self.provider == "command":
+            return f"the token command {shlex.join(self.token_command)!r}"
+        if self.provider == "microsoft":
+            return f"Microsoft identity platform (tenant {self.tenant}, app {self.client_id})"
+        if self.grant == "refresh_token":
+            return f"Google (refresh token of OAuth client {self.client_id})"
+        return f"Google (service account acting as {self.subject})"
 
 
 @dataclass(frozen=True)
@@ -54,8 +121,14 @@ class ImapConfig:
     idle: bool = True
     timeout: int = 30
     ca_file: Path | None = None  # a private CA to trust besides the system's
+    auth: str = "password"
+    oauth2: OAuth2Config | None = None
 
     def require_password(self) -> str:
+        """The password; with ``auth = "oauth2"``, "" once the token source's secrets are set."""
+        if self.oauth2 is not None:
+            self.oauth2.require_secrets()
+            return ""
         if self.password is None:
             raise ConfigError(
                 "imap.password_env", f"the environment variable {self.password_env} to be set"
@@ -75,9 +148,17 @@ class SmtpConfig:
     password: str | None = field(repr=False)
     timeout: int = 30
     ca_file: Path | None = None  # a private CA to trust besides the system's
+    auth: str = "password"
+    oauth2: OAuth2Config | None = None
 
     def require_password(self) -> str | None:
-        """The password; None without a login, an error when a login has no password set."""
+        """The password; None without a login, an error when a login has no password set.
+
+        With ``auth = "oauth2"``: "" once the token source's secrets are set.
+        """
+        if self.oauth2 is not None:
+            self.oauth2.require_secrets()
+            return ""
         if not self.username:
             return None
         if self.password is None:
@@ -106,6 +187,10 @@ class Security:
     secret_env: str
     secret: str | None = field(repr=False)
     trusted_authserv_ids: tuple[str, ...] = ()
+    # mailflow's own DKIM check of commands, its DNS lookups through ``dns_server``
+    # ("host" or "host:port"; "" for the system's resolvers).
+    verify_dkim: bool = False
+    dns_server: str = ""
 
 
 @dataclass(frozen=True)
@@ -251,7 +336,7 @@ def config_from_table(
     main.done()
 
     imap = _imap(root.table("imap", required=True), env, resolve)
-    smtp = _smtp(root.table("smtp", required=True), env, resolve)
+    smtp = _smtp(root.table("smtp", required=True), env, resolve, imap)
     addresses = _addresses(root.table("addresses", required=True))
     security = _security(root.table("security"), env)
     events_table = root.table("events")
@@ -314,12 +399,19 @@ def _imap(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> I
         idle=t.boolean("idle", True),
         timeout=t.integer("timeout", 30, min=1, max=3600),
         ca_file=_ca_file(t, resolve),
+        auth=t.string("auth", "password", choices=AUTH_MODES),
     )
+    oauth2 = _oauth2_of(t, config.auth, env, resolve, None, config.username)
     t.done()
-    return config
+    return replace(config, oauth2=oauth2)
 
 
-def _smtp(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> SmtpConfig:
+def _smtp(
+    t: Table,
+    env: Mapping[str, str],
+    resolve: Callable[[str], Path],
+    imap: ImapConfig,
+) -> SmtpConfig:
     security = t.string("security", "starttls", choices=SECURITY_MODES)
     default_port = {"tls": 465, "starttls": 587, "none": 25}[security]
     password_env = t.string("password_env", "MAILFLOW_SMTP_PASSWORD", pattern=VARIABLE)
@@ -332,9 +424,101 @@ def _smtp(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> S
         password=env.get(password_env),
         timeout=t.integer("timeout", 30, min=1, max=3600),
         ca_file=_ca_file(t, resolve),
+        auth=t.string("auth", "password", choices=AUTH_MODES),
     )
+    oauth2 = _oauth2_of(t, config.auth, env, resolve, imap.oauth2, config.username or imap.username)
+    t.done()
+    if oauth2 is not None and not config.username:  # the token is the shared mailbox's
+        config = replace(config, username=imap.username)
+    return replace(config, oauth2=oauth2)
+
+
+def _oauth2_of(
+    t: Table,
+    auth: str,
+    env: Mapping[str, str],
+    resolve: Callable[[str], Path],
+    fallback: OAuth2Config | None,
+    username: str,
+) -> OAuth2Config | None:
+    """The server's token source: its own ``oauth2`` table, else ``fallback`` (IMAP's)."""
+    if auth != "oauth2":
+        if t.has("oauth2"):
+            t.table("oauth2")
+            t.fail("auth", '"oauth2" (an [oauth2] table is given)', auth)
+        return None
+    if not t.has("oauth2"):
+        if fallback is None:
+            t.fail("oauth2", "a table saying where tokens come from (provider = ...)")
+        return fallback
+    return _oauth2(t.table("oauth2"), env, resolve, username)
+
+
+def _oauth2(
+    t: Table, env: Mapping[str, str], resolve: Callable[[str], Path], username: str
+) -> OAuth2Config:
+    if t.has("token_command"):
+        provider = t.string("provider", "command", choices=("command",))
+    else:
+        provider = t.string("provider", choices=PROVIDERS)
+    base = OAuth2Config(
+        provider,
+        t.prefix,
+        ca_file=_ca_file(t, resolve),
+        timeout=t.integer("timeout", 30, min=1, max=600),
+    )
+    if provider == "command":
+        value = t.raw("token_command")
+        argv = shlex.split(value) if isinstance(value, str) else value
+        if not argv or not all(isinstance(a, str) and a for a in argv):
+            t.fail("token_command", "a command line (a string, or a list of strings)", value)
+        config = replace(base, token_command=tuple(argv))
+    elif provider == "microsoft":
+        config = _microsoft(t, env, base)
+    else:
+        config = _google(t, env, username, base)
     t.done()
     return config
+
+
+def _secret(t: Table, env: Mapping[str, str], key: str, default: str) -> tuple[str, str | None]:
+    """The variable a ``*_env`` key names, and its value (None when unset or empty)."""
+    variable = t.string(key, default, pattern=VARIABLE)
+    return variable, env.get(variable) or None
+
+
+def _microsoft(t: Table, env: Mapping[str, str], base: OAuth2Config) -> OAuth2Config:
+    secret_env, secret = _secret(t, env, "client_secret_env", "MAILFLOW_OAUTH_CLIENT_SECRET")
+    authority = t.string("authority", MICROSOFT_AUTHORITY).rstrip("/")
+    if not authority.startswith("https://"):
+        t.fail("authority", "an https:// address", authority)
+    return replace(
+        base, tenant=t.string("tenant"), client_id=t.string("client_id"),
+        client_secret_env=secret_env, client_secret=secret, authority=authority,
+        scopes=t.strings("scopes", (MICROSOFT_SCOPE,)),
+    )  # fmt: skip
+
+
+def _google(t: Table, env: Mapping[str, str], username: str, base: OAuth2Config) -> OAuth2Config:
+    grant = t.string("grant", "service_account", choices=("service_account", "refresh_token"))
+    base = replace(
+        base, grant=grant, scopes=t.strings("scopes", (GOOGLE_SCOPE,)),
+        token_uri=t.string("token_uri", ""),
+    )  # fmt: skip
+    if grant == "refresh_token":
+        secret_env, secret = _secret(t, env, "client_secret_env", "MAILFLOW_OAUTH_CLIENT_SECRET")
+        token_env, token = _secret(t, env, "refresh_token_env", "MAILFLOW_OAUTH_REFRESH_TOKEN")
+        return replace(
+            base, client_id=t.string("client_id"), client_secret_env=secret_env,
+            client_secret=secret, refresh_token_env=token_env, refresh_token=token,
+            token_uri=base.token_uri or GOOGLE_TOKEN_URI,
+        )  # fmt: skip
+    key_env, key = _secret(t, env, "service_account_env", "MAILFLOW_GOOGLE_SERVICE_ACCOUNT")
+    if username:
+        subject = t.string("subject", username, pattern=ADDRESS)
+    else:
+        subject = t.string("subject", pattern=ADDRESS)
+    return replace(base, service_account_env=key_env, service_account=key, subject=subject)
 
 
 def _addresses(t: Table) -> Addresses:
@@ -351,12 +535,26 @@ def _addresses(t: Table) -> Addresses:
     return config
 
 
+def _dns_server(t: Table) -> str:
+    from .receiving.dkimcheck import dns_address
+
+    value: str = t.string("dns_server", "")
+    if value:
+        try:
+            dns_address(value)
+        except ValueError:
+            t.fail("dns_server", "an IP address, with :port if not 53 (e.g. 127.0.0.1:5353)", value)
+    return value
+
+
 def _security(t: Table, env: Mapping[str, str]) -> Security:
     secret_env = t.string("secret_env", "MAILFLOW_SECRET", pattern=VARIABLE)
     config = Security(
         secret_env=secret_env,
         secret=env.get(secret_env) or None,
         trusted_authserv_ids=t.strings("trusted_authserv_ids", ()),
+        verify_dkim=t.boolean("verify_dkim", False),
+        dns_server=_dns_server(t),
     )
     t.done()
     return config

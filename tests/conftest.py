@@ -46,7 +46,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.fixture(scope="session")
 def localmail() -> Iterator[LocalMail]:
     try:
-        servers = LocalMail().start()
+        servers = LocalMail(secure=True).start()
     except LocalMailError as e:
         pytest.fail(f"the real mail servers could not start: {e}", pytrace=False)
     yield servers
@@ -72,6 +72,7 @@ ENV = {
     "MAILFLOW_IMAP_PASSWORD": PASSWORD,
     "MAILFLOW_SMTP_PASSWORD": "relay-secret",
     "MAILFLOW_SECRET": "test-secret",
+    "MAILFLOW_OAUTH_CLIENT_SECRET": "app-secret",
 }
 
 

@@ -2,25 +2,29 @@
 
 Checks, in order: the config, the secrets it names, the database, the workflows, every
 mail rendered (the preflight), the headings each request shows against those its
-workflow reads, the order of each workflow's steps, the roster, the IMAP mailbox (login,
-folders, IDLE, whether mail to the alias is seen reaching it) and the SMTP relay. A check
-that depends on an earlier failed one says so instead of failing again. Nothing is sent
-and nothing in the mailbox is changed (folders are examined read-only).
+workflow reads, the order of each workflow's steps, the roster, the OAuth2 token source
+(with ``auth = "oauth2"``: a token is asked for), the IMAP mailbox (login, folders, IDLE,
+whether mail to the alias is seen reaching it) and the SMTP relay. A check that depends
+on an earlier failed one says so instead of failing again. Nothing is sent and nothing
+in the mailbox is changed (folders are examined read-only).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-from ..config import Config, load_config
+from ..config import Config, OAuth2Config, load_config
 from ..errors import ConfigError, MailflowError
 from ..programme.kinds import kind_of
 from ..programme.workflow import Workflow, digest_steps
 
 ALIAS_LOOKBACK = 200  # most recent messages of each folder looked at for mail to the alias
+RESULTS_LOOKBACK = 50  # most recent messages looked at for the trusted server's header
 
 
 @dataclass(frozen=True)
@@ -71,21 +75,69 @@ def checks(path: Path | str | None) -> Iterator[Check]:
         yield from _order(config, workflows)
     yield from _copies(config)
     yield _run("roster", lambda: _roster(config))
-    yield _run("IMAP", lambda: _imap(config))
-    yield _run("alias", lambda: _alias(config))
-    yield _run("SMTP", lambda: _smtp(config))
+    yield from _servers(config)
+
+
+def _servers(config: Config) -> Iterator[Check]:
+    """The token sources, then each server's login with them."""
+    tokens = {"IMAP": config.imap.oauth2, "SMTP": config.smtp.oauth2}
+    if tokens["SMTP"] == tokens["IMAP"]:
+        del tokens["SMTP"]  # one source for both: asked once
+    failed = set()
+    for protocol, source in tokens.items():
+        if source is not None:
+            check = _run(f"{protocol} token", partial(_token, source))
+            yield check
+            if not check.ok:
+                failed.add(protocol)
+    if "IMAP" in failed:
+        yield Check("IMAP", False, "not checked: fix the token source first")
+        yield Check("alias", False, "not checked: fix the IMAP login first")
+    else:
+        imap = _run("IMAP", lambda: _imap(config))
+        yield imap
+        if imap.ok:
+            yield _run("alias", lambda: _alias(config))
+            yield _run("commands", lambda: _commands(config))
+        else:
+            yield Check("alias", False, "not checked: fix the IMAP login first")
+    shared = config.smtp.oauth2 is not None and "SMTP" not in tokens
+    if "SMTP" in failed or (shared and "IMAP" in failed):
+        yield Check("SMTP", False, "not checked: fix the token source first")
+    else:
+        yield _run("SMTP", lambda: _smtp(config))
+
+
+def _token(source: OAuth2Config) -> str:
+    from .. import oauth
+
+    token = oauth.token(source)
+    if token.expires_at is None:
+        return f"{source.describe()} gives a token (its lifetime is not known: asked at each login)"
+    minutes = max(0, int((token.expires_at - time.time()) // 60))
+    return f"{source.describe()} gives a token, valid for {minutes} more minutes"
 
 
 def _secrets(config: Config) -> str:
     config.require_secrets()
-    named = [f"${config.imap.password_env}"]
-    named += [f"${config.smtp.password_env}"] if config.smtp.username else []
+    named = _secret_names(config.imap.oauth2, config.imap.password_env)
+    if config.smtp.username:
+        more = _secret_names(config.smtp.oauth2, config.smtp.password_env)
+        named += [n for n in more if n not in named]
     token = (
         f"${config.security.secret_env}"
         if config.security.secret
         else f"${config.security.secret_env} unset: a secret kept in the database signs tokens"
     )
-    return f"{', '.join(named)} set; {token}"
+    listed = f"{', '.join(named)} set; " if named else ""
+    return f"{listed}{token}"
+
+
+def _secret_names(source: OAuth2Config | None, password_env: str) -> list[str]:
+    if source is None:
+        return [f"${password_env}"]
+    names = (source.client_secret_env, source.refresh_token_env, source.service_account_env)
+    return [f"${n}" for n in names if n]
 
 
 def _database(config: Config) -> str:
@@ -267,6 +319,49 @@ def _alias(config: Config) -> str:
         "alias delivers to this mailbox (or lists it), write to the alias once, and run "
         "doctor again to confirm"
     )
+
+
+def _commands(config: Config) -> str:
+    """Whether the trusted server adds its Authentication-Results to the mail that arrives:
+    where it adds none, a sender can write one in its name, and forge a command."""
+    from email.parser import BytesHeaderParser
+
+    from ..receiving.authresults import authserv_id
+    from ..receiving.imap import session
+
+    security = config.security
+    own = "; mailflow's own DKIM check counts too" if security.verify_dkim else ""
+    trusted = {t.lower() for t in security.trusted_authserv_ids}
+    if not trusted:
+        if not security.verify_dkim:
+            raise Unconfirmed(
+                "no command by mail can be obeyed: set [security] verify_dkim = true, or "
+                "trusted_authserv_ids to the server that adds Authentication-Results"
+            )
+        return "authorised by mailflow's own DKIM check (no trusted server)"
+    folder = config.imap.folders[0]
+    with session(config.imap) as client:
+        count = int(client.select_folder(folder, readonly=True)[b"EXISTS"])
+        uids = client.search([f"{max(1, count - RESULTS_LOOKBACK + 1)}:*"]) if count else []
+        item = "BODY.PEEK[HEADER.FIELDS (AUTHENTICATION-RESULTS)]"
+        fetched = client.fetch(uids, [item]) if uids else {}
+    names = ", ".join(sorted(trusted))
+    if not fetched:  # a new site: nothing to judge yet, nothing wrong either
+        return f"{names}'s results trusted (no mail in {folder} yet to check they come){own}"
+    lacking = 0
+    for data in fetched.values():
+        header = next((v for k, v in data.items() if k.startswith(b"BODY[HEADER")), b"")
+        found = BytesHeaderParser().parsebytes(header or b"").get_all("Authentication-Results")
+        if not any(authserv_id(str(h)) in trusted for h in found or ()):
+            lacking += 1
+    if lacking:
+        raise Unconfirmed(
+            f"{lacking} of the last {len(fetched)} messages in {folder} carry no "
+            f"Authentication-Results from {names}: if that server does not add one to every "
+            "message, a sender can write it and forge a command; then remove it from "
+            "[security] trusted_authserv_ids and set verify_dkim = true"
+        )
+    return f"the last {len(fetched)} messages in {folder} carry {names}'s results{own}"
 
 
 def _smtp(config: Config) -> str:

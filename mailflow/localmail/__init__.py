@@ -2,7 +2,9 @@
 
 Used by the test suite, ``mailflow demo`` and the benchmarks. Everything lives under one
 folder; nothing touches the system's own mail setup. A test reads what mailflow sent from
-the recipient's mailbox over IMAP, exactly as the recipient's client would.
+the recipient's mailbox over IMAP, exactly as the recipient's client would. ``secure``
+adds what organisations' servers have: a private CA (``certificates``), IMAP over TLS and
+STARTTLS, and OAuth2 logins checked against a loopback identity provider (``identity``).
 """
 
 from __future__ import annotations
@@ -19,9 +21,20 @@ from imapclient import IMAPClient
 
 from ..errors import LocalMailError
 from .dovecot import Dovecot, free_port, wait_for_port
+from .identity import IdentityProvider
 from .smtpd import SmtpServer
+from .tls import Certificates, make_certificates
 
-__all__ = ["PASSWORD", "Dovecot", "LocalMail", "SmtpServer", "free_port", "wait_for_port"]
+__all__ = [
+    "PASSWORD",
+    "Certificates",
+    "Dovecot",
+    "IdentityProvider",
+    "LocalMail",
+    "SmtpServer",
+    "free_port",
+    "wait_for_port",
+]
 
 PASSWORD = "secret"
 
@@ -29,12 +42,22 @@ PASSWORD = "secret"
 class LocalMail:
     """Dovecot and an SMTP server that delivers into it, started and stopped together."""
 
-    def __init__(self, base: Path | None = None, mail_format: str = "maildir") -> None:
+    def __init__(
+        self, base: Path | None = None, mail_format: str = "maildir", *, secure: bool = False
+    ) -> None:
         self._own_base = base is None
         self.base = Path(base or tempfile.mkdtemp(prefix="mailflow-localmail-"))
         if self._own_base:
             self.base.chmod(0o755)  # Dovecot's own users must reach their mail under it.
-        self.dovecot = Dovecot(self.base / "dovecot", mail_format=mail_format)
+        self.certificates: Certificates | None = None
+        self.identity: IdentityProvider | None = None
+        if secure:
+            self.certificates = make_certificates(self.base / "tls")
+            self.identity = IdentityProvider(self.certificates).start()
+        self.dovecot = Dovecot(
+            self.base / "dovecot", mail_format=mail_format, tls=self.certificates,
+            introspection_url=self.identity.introspection_url if self.identity else None,
+        )  # fmt: skip
         self.smtp = SmtpServer(self.dovecot.lmtp_port, self.is_user)
 
     @property
@@ -56,6 +79,8 @@ class LocalMail:
 
     def cleanup(self) -> None:
         self.stop()
+        if self.identity is not None:
+            self.identity.stop()
         if self._own_base:
             shutil.rmtree(self.base, ignore_errors=True)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from string import Template
 
 from ..errors import LocalMailError
+from .tls import Certificates
 
 INSTALL_HINT = (
     "install it with `apt-get install -y --no-install-recommends dovecot-imapd dovecot-lmtpd` "
@@ -61,7 +62,12 @@ def find_binary(name: str) -> str:
 
 
 class Dovecot:
-    """One Dovecot (IMAP + LMTP) with its config, users, mail and logs under ``base``."""
+    """One Dovecot (IMAP + LMTP) with its config, users, mail and logs under ``base``.
+
+    With ``tls``, IMAP also offers STARTTLS on ``imap_port`` and implicit TLS on
+    ``imaps_port``; with ``introspection_url``, XOAUTH2 and OAUTHBEARER logins are checked
+    by Dovecot's ``oauth2`` passdb against that endpoint (RFC 7662), besides passwords.
+    """
 
     def __init__(
         self,
@@ -69,11 +75,16 @@ class Dovecot:
         imap_port: int | None = None,
         lmtp_port: int | None = None,
         mail_format: str = "maildir",
+        tls: Certificates | None = None,
+        introspection_url: str | None = None,
     ) -> None:
         self.base = Path(base)
         self.imap_port = imap_port or free_port()
         self.lmtp_port = lmtp_port or free_port()
+        self.imaps_port = free_port() if tls is not None else 0
         self.mail_format = mail_format
+        self.tls = tls
+        self.introspection_url = introspection_url
         self.config = self.base / "dovecot.conf"
         self.users_dir = self.base / "users"
         self.log = self.base / "dovecot.log"
@@ -118,11 +129,34 @@ class Dovecot:
                 base=self.base,
                 port_imap=self.imap_port,
                 port_lmtp=self.lmtp_port,
+                port_imaps=self.imaps_port,
                 mail_format=self.mail_format,
+                **self._optional_settings(),
                 **accounts,
             )
         )
         self.users_dir.mkdir(exist_ok=True)
+
+    def _optional_settings(self) -> dict[str, str]:
+        settings = {"ssl_settings": "ssl = no", "oauth2_mechanisms": "", "oauth2_passdb": ""}
+        if self.tls is not None:
+            settings["ssl_settings"] = (
+                f"ssl = yes\nssl_cert = <{self.tls.cert}\nssl_key = <{self.tls.key}\n"
+                "ssl_min_protocol = TLSv1.2"
+            )
+        if self.introspection_url is not None:
+            oauth2 = self.base / "dovecot-oauth2.conf.ext"
+            oauth2.write_text(
+                f"introspection_url = {self.introspection_url}\nintrospection_mode = post\n"
+                "force_introspection = yes\nusername_attribute = username\n"
+                "active_attribute = active\nactive_value = true\n"
+            )
+            settings["oauth2_mechanisms"] = " xoauth2 oauthbearer"
+            settings["oauth2_passdb"] = (
+                f"passdb {{\n  driver = oauth2\n  mechanisms = xoauth2 oauthbearer\n"
+                f"  args = {oauth2}\n}}"
+            )
+        return settings
 
     def _check_traversable(self, user: str) -> None:
         """Dovecot's processes run as ``user``: every folder above ``base`` must let them in."""
@@ -171,6 +205,8 @@ class Dovecot:
             raise LocalMailError(f"dovecot failed to start; see {self.log}:\n{self._log_tail()}")
         wait_for_port(self.imap_port)
         wait_for_port(self.lmtp_port)
+        if self.imaps_port:
+            wait_for_port(self.imaps_port)
 
     def pid(self) -> int | None:
         try:

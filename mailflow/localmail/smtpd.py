@@ -2,15 +2,22 @@
 
 It behaves like a small real relay: unknown recipients are refused at RCPT with 550,
 accepted mail lands in the recipients' mailboxes where a test reads it as they would,
-and failures can be scripted (``fail_next``) to test retries and permanent errors.
+and failures can be scripted (``fail_next``) to test retries and permanent errors. It can
+require a login: a password, or an OAuth2 token (XOAUTH2, OAUTHBEARER) that it checks
+against an introspection endpoint (RFC 7662), as Dovecot's ``oauth2`` passdb does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import json
 import smtplib
 import ssl
 import threading
+import urllib.parse
+import urllib.request
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,6 +27,8 @@ from ..errors import LocalMailError
 from .dovecot import free_port
 
 HeaderHook = Callable[[str, list[str], bytes], bytes]
+TokenCheck = Callable[[str, str], bool]  # (user, token): may this token log in as user?
+OAUTH_MECHANISMS = ("XOAUTH2", "OAUTHBEARER")
 
 
 @dataclass
@@ -52,7 +61,41 @@ class DeliveringHandler:
         self.script = _Script()
         self.deliveries: list[Delivery] = []
         self.header_hook: HeaderHook | None = None
+        self.token_check: TokenCheck | None = None
+        self.logins: list[tuple[str, str]] = []  # (mechanism, user) of each accepted token
         self.lock = threading.Lock()
+
+    async def auth_XOAUTH2(self, server: Any, args: list[str]) -> Any:
+        return await self._oauth2(server, args, "XOAUTH2")
+
+    async def auth_OAUTHBEARER(self, server: Any, args: list[str]) -> Any:
+        return await self._oauth2(server, args, "OAUTHBEARER")
+
+    async def _oauth2(self, server: Any, args: list[str], mechanism: str) -> Any:
+        """Check the bearer token; a refusal is a JSON challenge then 535, as Gmail does."""
+        from aiosmtpd.smtp import MISSING, AuthResult
+
+        if len(args) > 1:
+            try:
+                blob = base64.b64decode(args[1], validate=True)
+            except binascii.Error:
+                return AuthResult(success=False, handled=False, message="501 5.5.2 Bad base64")
+        else:
+            blob = await server.challenge_auth("")
+            if blob is MISSING:
+                return AuthResult(success=False, handled=True)
+        user, token = _bearer(blob.decode("utf-8", "replace"))
+        check = self.token_check
+        loop = asyncio.get_running_loop()
+        if check is not None and await loop.run_in_executor(None, check, user, token):
+            with self.lock:
+                self.logins.append((mechanism, user))
+            return AuthResult(success=True, auth_data=user)
+        error = json.dumps({"status": "401", "schemes": "bearer", "scope": "mail"})
+        await server.challenge_auth(error)  # the client answers it with an empty line
+        return AuthResult(
+            success=False, handled=False, message="535 5.7.8 Username and token not accepted"
+        )
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -119,14 +162,22 @@ class SmtpServer:
         auth: tuple[str, str] | None = None,
         tls: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
+        introspection_url: str | None = None,
+        oauth_mechanisms: tuple[str, ...] = OAUTH_MECHANISMS,
     ) -> None:
         """``auth``: the one login accepted. ``tls``: offer STARTTLS (and require it before
-        AUTH), or with ``implicit_tls`` speak TLS from the first byte, as on port 465."""
+        AUTH), or with ``implicit_tls`` speak TLS from the first byte, as on port 465.
+        ``introspection_url``: accept OAuth2 tokens that endpoint says are active for the
+        user, with ``oauth_mechanisms`` (Microsoft 365 offers XOAUTH2 alone)."""
         self.port = port or free_port()
         self.handler = DeliveringHandler(lmtp_port, known)
         self.auth = auth
         self.tls = tls
         self.implicit_tls = implicit_tls
+        self.introspection_url = introspection_url
+        self.oauth_mechanisms = oauth_mechanisms if introspection_url else ()
+        if introspection_url is not None:
+            self.handler.token_check = self._introspect
         self._controller: Any = None
 
     def start(self) -> None:
@@ -136,8 +187,13 @@ class SmtpServer:
             raise LocalMailError(
                 "aiosmtpd is not installed: pip install 'mailflow[test]' (or run `bash .ci/setup`)"
             ) from None
-        kwargs: dict[str, Any] = {}
-        if self.auth is not None:
+        kwargs: dict[str, Any] = {
+            "auth_exclude_mechanism": [
+                *(m for m in OAUTH_MECHANISMS if m not in self.oauth_mechanisms),
+                *(("LOGIN", "PLAIN") if self.auth is None else ()),
+            ]
+        }
+        if self.auth is not None or self.oauth_mechanisms:
             # aiosmtpd only knows STARTTLS sessions as TLS: with implicit TLS, all of it is.
             require = self.tls is not None and not self.implicit_tls
             kwargs.update(authenticator=self._authenticate, auth_require_tls=require)
@@ -166,6 +222,16 @@ class SmtpServer:
             and (auth_data.login.decode(), auth_data.password.decode()) == self.auth
         )
         return AuthResult(success=ok, handled=False)  # handled=False: aiosmtpd answers 535
+
+    def _introspect(self, user: str, token: str) -> bool:
+        assert self.introspection_url is not None
+        body = urllib.parse.urlencode({"token": token}).encode()
+        try:
+            with urllib.request.urlopen(self.introspection_url, body, timeout=10) as answer:
+                data = json.loads(answer.read())
+        except (OSError, ValueError):
+            return False
+        return data.get("active") is True and str(data.get("username", "")) == user.lower()
 
     def stop(self) -> None:
         if self._controller is not None:
@@ -203,3 +269,18 @@ class SmtpServer:
     def deliveries(self) -> list[Delivery]:
         with self.handler.lock:
             return list(self.handler.deliveries)
+
+
+def _bearer(message: str) -> tuple[str, str]:
+    """(user, token) of an XOAUTH2 or OAUTHBEARER first message; "" for what is missing."""
+    user = token = ""
+    for part in message.split("\x01"):
+        if part.startswith("user="):
+            user = part[5:]
+        elif part.startswith("auth=Bearer "):
+            token = part[12:]
+        elif part.startswith("n,"):  # OAUTHBEARER's GS2 header: n,a=user,
+            authzid = part.split(",")[1]
+            if authzid.startswith("a="):
+                user = authzid[2:].replace("=2C", ",").replace("=3D", "=")
+    return user, token

@@ -4,7 +4,9 @@ Mail to the alias (or from the staff to the shared mailbox) is taken, in this or
 
 - a **command**, when its subject starts with a command keyword: obeyed only when the
   sender is on the staff list and the trusted receiving server's Authentication-Results
-  shows DKIM, SPF or DMARC passing for the From domain. Obeyed, the sender gets a
+  shows DKIM, SPF or DMARC passing for the From domain, or (``[security] verify_dkim``)
+  mailflow's own DKIM check passes (``authresults.authorise``); a signed command already
+  obeyed is not obeyed again when its bytes come back (a replay). Obeyed, the sender gets a
   confirmation saying what was done, or an error saying what was wrong; refused, it is
   stored, not executed, and the staff are told. Every command is logged (``commands``).
 - a **staff reply** that answers a help request (by In-Reply-To/References), which
@@ -31,6 +33,7 @@ from ..programme.workflow import Workflow
 from ..sending import tokens
 from ..sending.compose import Mailer
 from ..sending.outbox import Outgoing, iso
+from ..store import commandlog
 from . import authresults
 from .commands import (
     Command,
@@ -149,13 +152,19 @@ class Desk:
         now: dt.datetime,
     ) -> Handled:
         refusal: tuple[str, str] | None
+        signature = ""
         if len(parsed.senders) != 1:
             refusal = ("several_senders", f"From names {len(parsed.senders)} addresses")
         else:
-            verdict = authresults.check(
-                parsed.authentication_results, sender, self.config.security.trusted_authserv_ids
-            )
+            verdict = authresults.authorise(
+                parsed.authentication_results, sender, self.config.security,
+                commandlog.raw_message(db, message),
+            )  # fmt: skip
             refusal = None if verdict.ok else (verdict.reason, verdict.detail)
+            signature = verdict.signature
+            earlier = commandlog.signature_obeyed(db, signature) if signature else None
+            if refusal is None and earlier is not None and earlier != message:
+                refusal = ("replayed", f"the same DKIM signature as message {earlier}, obeyed")
         if refusal is not None:
             code, detail = refusal
             log.warning("command %r from %s refused: %s", command.verb, sender, detail)
@@ -181,6 +190,8 @@ class Desk:
             summary = json.dumps(outcome.data, default=str, ensure_ascii=False)
             status = "done" if outcome.ok else "failed"
             self._log(d, message, sender, command, status, f"{outcome.code} {summary}", now)
+            if signature:
+                commandlog.record_signature(d, message, signature)
             return [*outcome.mails, self._reply_mail(message, parsed, outcome, now)]
 
         return Handled("command", "executed", obey)

@@ -1,16 +1,29 @@
-"""Whether a message really comes from its From address, per the receiving server (RFC 8601).
+"""Whether a message really comes from its From address, per the receiving server (RFC 8601)
+and, with ``[security] verify_dkim``, per mailflow's own DKIM check (``dkimcheck``).
 
 Only ``Authentication-Results`` headers whose authserv-id is one of the configured trusted
 servers count, and of those only the topmost (the last one added, by the server nearest
 to mailflow): a sender can write any header, but not above the ones our server adds. The
 message is authenticated when DKIM passes for a domain aligned with the From domain, or
 SPF passes for an aligned envelope sender, or DMARC passes for the From domain.
+
+``authorise`` decides for a command. With ``verify_dkim``, mailflow's own check passing is
+enough; otherwise the trusted header decides, except that its ``dkim=pass`` is not
+believed when mailflow finds no such signature (a forged header, when the server in
+front of the mailbox adds none of its own). Either way the verdict carries the replay key
+of the message's DKIM signatures, so that a signed command sent again is not obeyed again.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from . import dkimcheck
+
+if TYPE_CHECKING:
+    from ..config import Security
 
 _RESULT = re.compile(r"^\s*(dkim|spf|dmarc)\s*=\s*([a-z]+)", re.I)
 _PROPERTY = re.compile(
@@ -21,8 +34,11 @@ _PROPERTY = re.compile(
 @dataclass(frozen=True)
 class Verdict:
     ok: bool
-    reason: str  # "pass", "missing", "untrusted", "fail", "not_aligned", "no_trusted_server"
+    # "pass", "missing", "untrusted", "fail", "not_aligned", "no_trusted_server", and from
+    # mailflow's own check "dkim_none", "dkim_fail", "dkim_temperror", "dkim_contradicted"
+    reason: str
     detail: str = ""
+    signature: str = ""  # replay key of the message's DKIM signatures ("" without any)
 
 
 def _domain(value: str) -> str:
@@ -78,6 +94,29 @@ def check(headers: tuple[str, ...], from_address: str, trusted: tuple[str, ...])
     return Verdict(False, "fail", "; ".join(seen) or "no dkim, spf or dmarc result")
 
 
+def authorise(
+    headers: tuple[str, ...], from_address: str, security: Security, raw: bytes | None
+) -> Verdict:
+    """Whether a command really comes from ``from_address`` (see the module's docstring)."""
+    told = check(headers, from_address, security.trusted_authserv_ids)
+    if not security.verify_dkim:
+        key = dkimcheck.replay_key(dkimcheck.signatures(raw)) if raw else ""
+        return replace(told, signature=key)
+    own = dkimcheck.verify(
+        raw or b"", _domain(from_address), dkimcheck.resolver(security.dns_server)
+    )
+    if own.ok:
+        return Verdict(True, "pass", f"{own.detail} (checked by mailflow)", own.signature)
+    if told.ok and told.detail.startswith("dkim=") and own.reason != "dkim_temperror":
+        return Verdict(
+            False, "dkim_contradicted",
+            f"the receiving server's header says {told.detail}, mailflow finds {own.detail}",
+        )  # fmt: skip
+    if told.ok:
+        return replace(told, signature=dkimcheck.replay_key(dkimcheck.signatures(raw or b"")))
+    return Verdict(False, own.reason, f"{own.detail}; {told.detail}")
+
+
 def _split(header: str) -> list[str]:
     """The header's parts between semicolons, ignoring those inside quoted strings and
     (nested) comments, comments removed: a sender-chosen ``smtp.mailfrom="x;dkim=pass"``
@@ -113,6 +152,11 @@ def _split(header: str) -> list[str]:
             current.append(ch)
     parts.append("".join(current))
     return parts
+
+
+def authserv_id(header: str) -> str:
+    """The server that wrote an Authentication-Results header (its first word, lower case)."""
+    return _authserv(header)
 
 
 def _authserv(header: str) -> str:

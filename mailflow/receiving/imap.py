@@ -1,4 +1,9 @@
-"""Connecting to the shared mailbox, with every failure turned into a ``MailServerError``."""
+"""Connecting to the shared mailbox, with every failure turned into a ``MailServerError``.
+
+The login is the configured one: a password, or with ``auth = "oauth2"`` an access token
+(OAUTHBEARER when the server offers it, else XOAUTH2); a cached token the server refuses
+is replaced once by a fresh one before the refusal is reported.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from contextlib import contextmanager, suppress
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError, LoginError
 
+from .. import oauth
 from ..config import ImapConfig, tls_context
 from ..errors import MailServerError
 from ..servers import explain
@@ -41,17 +47,60 @@ def connect(cfg: ImapConfig) -> IMAPClient:
     try:
         if cfg.security == "starttls":
             client.starttls(context)
-        client.login(cfg.username, password)
+        if cfg.oauth2 is not None:
+            _oauth2_login(client, cfg, where)
+        else:
+            client.login(cfg.username, password)
     except LoginError as e:
         _close(client)
         raise MailServerError(
             f"{where}: login refused for {cfg.username} ({e}): check the password in "
             f"${cfg.password_env}"
         ) from e
+    except MailServerError:
+        _close(client)
+        raise
     except IMAP_ERRORS as e:
         _close(client)
         raise MailServerError(f"{where}: {explain('IMAP', e, cfg.security, 'imap')}") from e
     return client
+
+
+def _oauth2_login(client: IMAPClient, cfg: ImapConfig, where: str) -> None:
+    """Log in with a token; a refused one is replaced once (it may have been revoked)."""
+    assert cfg.oauth2 is not None
+    offered = {
+        c.decode().split("=", 1)[1].upper()
+        for c in client.capabilities()
+        if c.upper().startswith(b"AUTH=")
+    }
+    mechanism = oauth.choose_mechanism(offered, where, "imap")
+    token = oauth.access_token(cfg.oauth2)
+    try:
+        oauth_login(client, mechanism, cfg.username, token)
+        return
+    except LoginError as e:
+        error = e
+    fresh = oauth.renew(cfg.oauth2, token)
+    if fresh is not None:
+        try:
+            oauth_login(client, mechanism, cfg.username, fresh)
+            return
+        except LoginError as e:
+            error = e
+    raise oauth.TokenError(
+        f"{where}: the server refused the OAuth2 token ({mechanism}) from "
+        f"{cfg.oauth2.describe()} for {cfg.username} ({error}): "
+        f"{oauth.refusal_hint(cfg.oauth2, 'IMAP')}"
+    )
+
+
+def oauth_login(client: IMAPClient, mechanism: str, user: str, token: str) -> None:
+    """One AUTHENTICATE XOAUTH2 or OAUTHBEARER; ``LoginError`` when the token is refused."""
+    if mechanism == "XOAUTH2":
+        client.oauth2_login(user, token)
+    else:
+        client.oauthbearer_login(user, token)
 
 
 def _close(client: IMAPClient) -> None:

@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
+from .. import oauth
 from ..config import SmtpConfig, tls_context
 from ..errors import MailServerError, SendError
 from ..servers import explain
@@ -78,7 +79,11 @@ class DeliveryReport:
 
 
 def connect(cfg: SmtpConfig) -> smtplib.SMTP:
-    """A connected (and logged-in, when configured) SMTP client."""
+    """A connected (and logged-in, when configured) SMTP client.
+
+    With ``auth = "oauth2"``, the login is XOAUTH2 or OAUTHBEARER with an access token; a
+    cached token the server refuses is replaced once by a fresh one.
+    """
     where = f"SMTP {cfg.host}:{cfg.port}"
     password = cfg.require_password()
     context = tls_context(cfg.ca_file)
@@ -91,8 +96,13 @@ def connect(cfg: SmtpConfig) -> smtplib.SMTP:
             if cfg.security == "starttls":
                 client.starttls(context=context)
         client.ehlo_or_helo_if_needed()  # the session is up before any mail is marked
-        if cfg.username:
+        if cfg.oauth2 is not None:
+            _oauth2_login(client, cfg, where)
+        elif cfg.username:
             client.login(cfg.username, password or "")
+    except MailServerError:
+        _close(client)
+        raise
     except smtplib.SMTPAuthenticationError as e:
         _close(client)
         raise MailServerError(
@@ -103,6 +113,43 @@ def connect(cfg: SmtpConfig) -> smtplib.SMTP:
         _close(client)
         raise MailServerError(f"{where}: {explain('SMTP', e, cfg.security, 'smtp')}") from e
     return client
+
+
+def _oauth2_login(client: smtplib.SMTP, cfg: SmtpConfig, where: str) -> None:
+    """Log in with a token; a refused one is replaced once (it may have been revoked)."""
+    assert cfg.oauth2 is not None
+    offered = {m.upper() for m in client.esmtp_features.get("auth", "").split()}
+    mechanism = oauth.choose_mechanism(offered, where, "smtp")
+    token = oauth.access_token(cfg.oauth2)
+    try:
+        oauth_login(client, mechanism, cfg, token)
+        return
+    except smtplib.SMTPAuthenticationError as e:
+        error = e
+    fresh = oauth.renew(cfg.oauth2, token)
+    if fresh is not None:
+        try:
+            oauth_login(client, mechanism, cfg, fresh)
+            return
+        except smtplib.SMTPAuthenticationError as e:
+            error = e
+    said = error.smtp_error.decode(errors="replace") if isinstance(error.smtp_error, bytes) else ""
+    raise oauth.TokenError(
+        f"{where}: the server refused the OAuth2 token ({mechanism}) from "
+        f"{cfg.oauth2.describe()} for {cfg.username} ({error.smtp_code} {said}): "
+        f"{oauth.refusal_hint(cfg.oauth2, 'SMTP')}"
+    )
+
+
+def oauth_login(client: smtplib.SMTP, mechanism: str, cfg: SmtpConfig, token: str) -> None:
+    """One AUTH XOAUTH2 or OAUTHBEARER; ``SMTPAuthenticationError`` when it is refused."""
+    first = oauth.sasl_response(mechanism, cfg.username, token, cfg.host, cfg.port)
+
+    def answer(challenge: bytes | None = None) -> str:
+        # After a refusal the server sends its error as a challenge: an empty answer ends it.
+        return first if challenge is None else ""
+
+    client.auth(mechanism, answer)
 
 
 def _close(client: smtplib.SMTP | None) -> None:

@@ -338,6 +338,17 @@ def _notes(db: sqlite_utils.Database) -> None:
     _script(db, "alter table inbound add column noted_at text;")
 
 
+def _command_signatures(db: sqlite_utils.Database) -> None:
+    """The DKIM signatures a command was obeyed under: the same signed command is obeyed once."""
+    _script(
+        db,
+        """
+        alter table commands add column signature text;
+        create index commands_signature on commands (signature) where signature is not null;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0001_mailbox", _mailbox),
     ("0002_workflows", _workflows),
@@ -345,4 +356,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0004_delivery", _delivery),
     ("0005_holds", _holds),
     ("0006_notes", _notes),
+    ("0007_command_signatures", _command_signatures),
 ]
