@@ -536,10 +536,10 @@ def _addresses(t: Table) -> Addresses:
 
 
 def _dns_server(t: Table) -> str:
-    from .receiving.dkimcheck import dns_address
-
     value: str = t.string("dns_server", "")
     if value:
+        from .receiving.dkimcheck import dns_address  # dnspython: only when one is set
+
         try:
             dns_address(value)
         except ValueError:

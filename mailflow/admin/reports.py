@@ -9,19 +9,20 @@ import email.policy
 import io
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..programme.kinds import to_read
 from ..programme.occurrences import day_of, due_at, nominal_day, occurrence_day, occurrence_id
 from ..programme.roster import respondent_info, stored_roster
 from ..programme.steps import Occurrence, step_context
 from ..programme.workflow import Workflow, main_workflow
-from ..receiving.commands import sent_digest
-from ..running.engine import Engine
 from ..sending.render import Rendered
 from ..store import inbound, outgoing, schedule, states
 from ..store.outgoing import Suppression, suppressions
 from ..store.states import ANSWERED, Respondent
+
+if TYPE_CHECKING:
+    from ..running.engine import Engine
 
 
 @dataclass
@@ -173,6 +174,8 @@ def preview(
     A digest that went out is shown as it was sent, not rebuilt: an announcement or a late
     answer that came after it belongs to the next one.
     """
+    from ..receiving.commands import sent_digest
+
     step = workflow.step(step_id)
     sent = sent_digest(engine.db, workflow.name, step.id, occurrence)
     if sent is not None:

@@ -14,8 +14,6 @@ from collections.abc import Iterator
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
-
 from .workflow import WEEKDAYS, Schedule, Step
 
 _ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3}
@@ -25,6 +23,8 @@ _ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3}
 def _holidays(country: str, subdivision: str, year: int) -> dict[dt.date, str]:
     if not country:
         return {}
+    import holidays  # a tenth of a second to import: only once a day needs it
+
     return dict(holidays.country_holidays(country, subdiv=subdivision or None, years=year))
 
 

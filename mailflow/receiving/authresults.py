@@ -20,8 +20,6 @@ import re
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
-from . import dkimcheck
-
 if TYPE_CHECKING:
     from ..config import Security
 
@@ -98,6 +96,8 @@ def authorise(
     headers: tuple[str, ...], from_address: str, security: Security, raw: bytes | None
 ) -> Verdict:
     """Whether a command really comes from ``from_address`` (see the module's docstring)."""
+    from . import dkimcheck  # dkimpy and dnspython: only where a command is judged
+
     told = check(headers, from_address, security.trusted_authserv_ids)
     if not security.verify_dkim:
         key = dkimcheck.replay_key(dkimcheck.signatures(raw)) if raw else ""

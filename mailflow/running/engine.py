@@ -14,7 +14,9 @@ import logging
 import sqlite3
 import tempfile
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 
@@ -22,24 +24,26 @@ from ..config import Config
 from ..errors import ClockError, ConfigError, MailflowError, MailServerError
 from ..programme.events import Event, get_event, load_ics, load_planning, sync_events, upcoming
 from ..programme.occurrences import due_at, occurrence_day, occurrences_around
-from ..programme.receipts import Answer, acknowledgement
 from ..programme.roster import Roster, load_roster, sync_roster
 from ..programme.steps import Occurrence, StepRun, change_mails, failed_notice, give_up, run_step
 from ..programme.workflow import Step, Workflow, load_workflows, merged_spec
-from ..receiving.alias import Desk
-from ..receiving.answers import InboundReport, handle_inbound
-from ..receiving.commands import Vocabulary
-from ..receiving.ingest import IngestReport, ingest
 from ..sending import notices, tokens
 from ..sending.compose import Mailer
-from ..sending.failures import report_failures
 from ..sending.render import Renderer
-from ..sending.send import DeliveryReport, deliver
 from ..store import outgoing, schedule
 from ..store.db import iso, open_db, transaction
 from ..store.events import mark_notified, unnotified_changes
 from ..store.outgoing import Outgoing, Pending
 from ..store.states import Change, EventStatus
+
+if TYPE_CHECKING:
+    # Reading the mailbox, judging mail and delivering it import heavy parts (imapclient,
+    # the parser, dkimpy, smtplib): only the commands that do those import them.
+    from ..programme.receipts import Answer
+    from ..receiving.alias import Desk
+    from ..receiving.answers import InboundReport
+    from ..receiving.ingest import IngestReport
+    from ..sending.send import DeliveryReport
 
 log = logging.getLogger(__name__)
 
@@ -85,8 +89,6 @@ class Engine:
         self.mailer = Mailer(config, Renderer(config.templates_dir, config.timezone), self.secret)
         self._roster_mtime: float | None = None
         self._event_stamps: dict[str, object] = {}
-        vocabulary = Vocabulary.load(config.templates_dir / "commands.toml")
-        self.desk = Desk(self.mailer, lambda: self.workflows, vocabulary)
         if preflight:
             self.check_templates()
         self.sync_roster()
@@ -104,8 +106,18 @@ class Engine:
         except MailflowError:
             self.workflows, self.mailer = previous
             raise
-        self.desk.mailer = mailer
+        if "desk" in self.__dict__:
+            self.desk.mailer = mailer
         self.spec = merged_spec(workflows)
+
+    @cached_property
+    def desk(self) -> Desk:
+        """The staff alias's desk: commands by mail and help requests."""
+        from ..receiving.alias import Desk
+        from ..receiving.commands import Vocabulary
+
+        vocabulary = Vocabulary.load(self.config.templates_dir / "commands.toml")
+        return Desk(self.mailer, lambda: self.workflows, vocabulary)
 
     @property
     def renderer(self) -> Renderer:
@@ -241,6 +253,10 @@ class Engine:
             report.errors.append(f"roster not reloaded, the stored one is used: {e}")
             log.error("%s", report.errors[-1])
         self.sync_events(now, report)
+        from ..receiving.answers import handle_inbound
+        from ..sending.failures import report_failures
+        from ..sending.send import deliver
+
         report.blind = self._ingest(now, report) if fetch else "the mailbox was not read"
         report.inbound = handle_inbound(
             self.db, self.workflows, self.secret, now,
@@ -263,6 +279,8 @@ class Engine:
 
     def _ingest(self, now: dt.datetime, report: TickReport) -> str:
         """Read the mailbox; returns why it could not be read, "" when it was."""
+        from ..receiving.ingest import ingest
+
         try:
             report.ingest = ingest(self.db, self.config.imap, self.spec)
         except (MailServerError, ConfigError) as e:
@@ -306,6 +324,8 @@ class Engine:
         return DryRun(report, [(m, subjects[m.id]) for m in mails])
 
     def receipt(self, answer: Answer, now: dt.datetime) -> Outgoing:
+        from ..programme.receipts import acknowledgement
+
         return acknowledgement(self.db, self.mailer, answer, now)
 
     def occurrences(self, workflow: Workflow, start: dt.date, end: dt.date) -> list[Occurrence]:
