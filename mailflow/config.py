@@ -14,15 +14,17 @@ import datetime as dt
 import os
 import re
 import shlex
-import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from .errors import ConfigError
 from .tomltable import ADDRESS, LANGUAGE, VARIABLE, Table
+
+if TYPE_CHECKING:
+    import ssl
 
 DEFAULT_MAX_MESSAGE_SIZE = 25 * 1024 * 1024
 SECURITY_MODES = ("tls", "starttls", "none")
@@ -43,8 +45,8 @@ def shipped(kind: str) -> Path:
     Inside the installed package (``mailflow/shipped/``, put there when the wheel is
     built); in a source checkout or an editable install, the checkout's top-level folder.
     """
-    inside = resources.files("mailflow").joinpath("shipped", kind)
-    if isinstance(inside, Path) and inside.is_dir():
+    inside = Path(__file__).parent / "shipped" / kind  # a wheel installs plain files
+    if inside.is_dir():
         return inside
     return PROJECT_DIR / kind
 
@@ -279,6 +281,8 @@ class Config:
 
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """The system's trusted CAs, plus ``ca_file`` (an organisation's private CA) if given."""
+    import ssl  # only for the commands that talk to the servers
+
     context = ssl.create_default_context()
     if ca_file is not None:
         context.load_verify_locations(cafile=str(ca_file))

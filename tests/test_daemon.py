@@ -21,6 +21,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -58,6 +59,8 @@ def count(database: Path, sql: str) -> int:
 class Daemon:
     """A ``mailflow run`` subprocess; its stderr goes to a log file."""
 
+    started: ClassVar[list[Daemon]] = []  # killed when each test ends (see ``no_daemon_left``)
+
     def __init__(self, config_path: Path, log: Path, *args: str) -> None:
         command = [sys.executable, "-m", "mailflow", "-c", str(config_path), "run", *args]
         self.log = log
@@ -65,6 +68,7 @@ class Daemon:
             self.process = subprocess.Popen(
                 command, env={**os.environ, **ENV}, stdout=subprocess.DEVNULL, stderr=out
             )
+        Daemon.started.append(self)
 
     def wait_ready(self) -> Daemon:
         eventually(lambda: "mailflow running" in self.log.read_text(), what="daemon ready")
@@ -83,6 +87,16 @@ class Daemon:
     def kill(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+
+
+@pytest.fixture(autouse=True)
+def no_daemon_left():
+    """Kill the daemons a test left running (a failed assertion), so none works on after it."""
+    yield
+    while Daemon.started:
+        d = Daemon.started.pop()
+        if d.process.poll() is None:
+            d.kill()
 
 
 @pytest.fixture

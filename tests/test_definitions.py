@@ -14,7 +14,8 @@ from mailflow.errors import ConfigError, TemplateError
 from mailflow.programme.roster import load_roster, stored_roster, sync_roster
 from mailflow.programme.workflow import load_workflow, load_workflows
 from mailflow.sending import tokens
-from mailflow.sending.render import Rendered, Renderer, build_message
+from mailflow.sending.message import build_message
+from mailflow.sending.render import Rendered, Renderer
 from mailflow.store.db import open_db
 
 from .conftest import ROOT

@@ -12,7 +12,8 @@ import pytest
 
 from mailflow.localmail import clients
 from mailflow.receiving.parse import parse_message
-from mailflow.sending.render import Rendered, build_message
+from mailflow.sending.message import build_message
+from mailflow.sending.render import Rendered
 from mailflow.store.db import open_db
 from mailflow.store.outgoing import Outgoing, queue
 

@@ -69,3 +69,35 @@ def test_step_times_are_wall_clock_across_daylight_saving(day, utc_hour):
     due = due_at(NINE, day, PARIS)
     assert due.astimezone(PARIS).hour == 9
     assert due.astimezone(dt.UTC).hour == utc_hour
+
+
+def test_public_holidays_are_kept_and_computed_again_when_the_package_differs(tmp_path):
+    from mailflow.programme import calendars
+    from mailflow.store.db import open_db
+
+    db = open_db(tmp_path / "h.db")
+    calendars.prepare(db, [("FR", "57")], [2031])
+    year = "select day, name from holidays where subdivision = '57' and day like '2031-%'"
+    kept = db.execute(year).fetchall()
+    assert "2031-12-26" in {day for day, _ in kept}  # Moselle's own
+    db.execute("update holidays set name = 'wrong' where day = '2031-12-25'")
+    db.execute("delete from holidays where day = '2031-12-26'")
+    assert calendars.recompute(db) == [("FR", "57", 2031)]
+    assert sorted(db.execute(year).fetchall()) == sorted(kept)
+    assert calendars.recompute(db) == []
+
+
+def test_holidays_wait_for_a_database_that_cannot_take_them(tmp_path):
+    """A busy (or read-only) database only means computing the year again next time."""
+    from mailflow.programme import calendars
+    from mailflow.store.db import open_db
+
+    path = tmp_path / "h.db"
+    db, other = open_db(path), open_db(path)
+    other.execute("BEGIN IMMEDIATE")
+    calendars.prepare(db, [("FR", "")], [2033])  # gives up at once instead of waiting 30 s
+    assert db.execute("select count(*) from holiday_years").fetchone() == (0,)
+    other.execute("ROLLBACK")
+    calendars.keep(db)
+    kept = db.execute("select year from holiday_years where year = 2033").fetchall()
+    assert kept == [(2033,)]

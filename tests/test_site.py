@@ -226,22 +226,41 @@ def test_a_config_on_the_shipped_folders_has_no_copies_to_compare(programme):
     assert "modified by you" not in result.output
 
 
-def test_help_loads_only_click_and_the_command_line():
-    """``mailflow --help`` imports no engine, database, mail or template module."""
+def _modules_loaded(*args: str) -> set[str]:
+    """The modules a ``mailflow`` command imports (its output is printed before them)."""
     code = (
         "import sys\nfrom mailflow.cli import cli\n"
-        "try:\n    cli(['--help'])\nexcept SystemExit:\n    pass\n"
+        f"try:\n    cli({list(args)!r})\nexcept SystemExit:\n    pass\n"
         "print(' '.join(sorted(sys.modules)))"
     )
     env = {k: v for k, v in os.environ.items() if k != "MAILFLOW_CONFIG"} | ENV
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env
     )
-    loaded = set(result.stdout.split("\n")[-2].split())
+    return set(result.stdout.split("\n")[-2].split())
+
+
+def test_help_loads_only_click_and_the_command_line():
+    """``mailflow --help`` imports no engine, database, mail or template module."""
+    loaded = _modules_loaded("--help")
     heavy = {"sqlite3", "sqlite_utils", "jinja2", "imapclient", "icalendar", "holidays", "ssl"}
     ours = {m for m in loaded if m.startswith("mailflow.")}
     assert not heavy & loaded, heavy & loaded
     assert ours <= {"mailflow.cli", "mailflow.errors"}, ours
+
+
+def test_status_reads_the_kept_holidays_and_no_mail_module(tmp_path):
+    """``mailflow status`` on a site that ran once imports neither the holidays package
+    (its years are kept in the database) nor what reads or writes mail."""
+    init(str(tmp_path / "site"))
+    config = str(tmp_path / "site" / "mailflow.toml")
+    first = _modules_loaded("-c", config, "status")
+    assert "holidays" in first  # the first run computes the years and keeps them
+    loaded = _modules_loaded("-c", config, "status")
+    heavy = {"holidays", "sqlite_utils", "imapclient", "icalendar", "dkim", "dns", "ssl",
+             "smtplib", "email.mime", "email.parser", "mailflow.receiving.parse"}  # fmt: skip
+    assert not heavy & loaded, heavy & loaded
+    assert "jinja2" in loaded  # the report is a template
 
 
 def test_init_gives_the_modes_the_service_needs_whatever_the_umask(tmp_path):

@@ -61,6 +61,7 @@ def checks(path: Path | str | None) -> Iterator[Check]:
     yield Check("config", True, f"{config.path}{rehearsal if config.rehearsal else ''}")
     yield _run("secrets", lambda: _secrets(config))
     yield _run("database", lambda: _database(config))
+    yield _run("public holidays", lambda: _holidays(config))
     workflows: list[Workflow] = []
     loaded = _run("workflows", lambda: _workflows(config, workflows))
     yield loaded
@@ -151,6 +152,18 @@ def _database(config: Config) -> str:
     messages, quarantined = mailbox.message_counts(db)
     note = f", {quarantined} quarantined (see `mailflow status`)" if quarantined else ""
     return f"{config.database}: {messages} messages stored{note}"
+
+
+def _holidays(config: Config) -> str:
+    """The kept years computed again: an upgrade of the holidays package may change one."""
+    from ..programme import calendars
+    from ..store.db import open_db
+
+    changed = calendars.recompute(open_db(config.database))
+    if changed:
+        years = ", ".join(f"{c}{'-' + s if s else ''} {y}" for c, s, y in changed)
+        return f"kept again, the holidays package now gives other days for {years}"
+    return "the kept years are those the holidays package gives"
 
 
 def _workflows(config: Config, found: list[Workflow]) -> str:

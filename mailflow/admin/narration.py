@@ -14,12 +14,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
 from ..programme.events import get_event
 from ..programme.roster import Roster
 from ..programme.workflow import Step, Workflow
 from ..store import inbound, outgoing
+from ..store.db import Database
 from ..store.states import Change, Delivery, Respondent, Sending
 
 Person = dict[str, Any]
@@ -54,7 +53,7 @@ class People:
 
 
 def read(
-    db: sqlite_utils.Database, now: dt.datetime, people: People, workflows: list[Workflow]
+    db: Database, now: dt.datetime, people: People, workflows: list[Workflow]
 ) -> list[dict[str, Any]]:
     """The messages the tick at ``now`` read, in the order they arrived.
 
@@ -108,7 +107,7 @@ _BUCKETS: dict[str, str] = {
 
 
 def mails(
-    db: sqlite_utils.Database,
+    db: Database,
     now: dt.datetime,
     people: People,
     workflows: list[Workflow],
@@ -137,7 +136,7 @@ def mails(
 
 
 def _add_people(
-    db: sqlite_utils.Database, group: dict[str, Any], row_id: int, to: list[str],
+    db: Database, group: dict[str, Any], row_id: int, to: list[str],
     now: dt.datetime, people: People,
 ) -> None:  # fmt: skip
     """A mail's recipients and défis into its group, and what the server said of each."""
@@ -166,7 +165,7 @@ def _add_unique(items: list[Any], item: Any) -> None:
         items.append(item)
 
 
-def _event(db: sqlite_utils.Database, event_id: str, tz: dt.tzinfo) -> dict[str, Any] | None:
+def _event(db: Database, event_id: str, tz: dt.tzinfo) -> dict[str, Any] | None:
     event = get_event(db, event_id)
     if event is None:
         return None

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
-import email
-import email.policy
 import io
 import json
 from dataclasses import dataclass, field
@@ -199,6 +197,9 @@ def preview(
 
 
 def _as_sent(raw: bytes) -> Rendered:
+    import email
+    import email.policy
+
     message = email.message_from_bytes(raw, policy=email.policy.default)
     parts = {}
     for kind in ("plain", "html"):

@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from ..store import inbound
+from ..store.db import Database
 from ..store.states import Respondent
 from .roster import Defi, Roster, Staff, stored_roster
 
@@ -39,7 +38,7 @@ class Recipient:
 
 
 def recipients(
-    db: sqlite_utils.Database, config: Config, occ: Occurrence, step: Step, audience: str
+    db: Database, config: Config, occ: Occurrence, step: Step, audience: str
 ) -> list[Recipient]:
     """The recipients of a step's mail for an occurrence, in the languages they read."""
     language = occ.workflow.language or config.language

@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlite_utils
-
 from ..store import desk, inbound, outgoing
+from ..store.db import Database
 from ..store.states import Respondent, Status
 from .events import upcoming
 from .roster import respondent_info, stored_roster
@@ -47,7 +46,7 @@ class Block:
 
 
 def digest_context(
-    db: sqlite_utils.Database,
+    db: Database,
     workflow: Workflow,
     occurrence: str,
     day: dt.date,
@@ -102,25 +101,23 @@ def digest_context(
     }
 
 
-def _coming_events(db: sqlite_utils.Database, day: dt.date, tz: ZoneInfo) -> list[dict[str, Any]]:
+def _coming_events(db: Database, day: dt.date, tz: ZoneInfo) -> list[dict[str, Any]]:
     """Events of the coming weeks, for the key dates of a digest."""
     start = dt.datetime.combine(day, dt.time(0), tzinfo=tz)
     return [e.as_context(tz) for e in upcoming(db, start, start + UPCOMING)]
 
 
-def _announcements(
-    db: sqlite_utils.Database, workflow: str, occurrence: str
-) -> list[dict[str, str]]:
+def _announcements(db: Database, workflow: str, occurrence: str) -> list[dict[str, str]]:
     rows = desk.announcements(db, workflow, occurrence)
     return [{"text": r[0], "author": r[1], "created_at": r[2]} for r in rows]
 
 
-def open_flags(db: sqlite_utils.Database) -> list[dict[str, str]]:
+def open_flags(db: Database) -> list[dict[str, str]]:
     rows = desk.open_flags(db)
     return [{"address": r[0], "kind": r[1], "detail": r[2], "created_at": r[3]} for r in rows]
 
 
-def mark_shown(db: sqlite_utils.Database, workflow: str, occurrence: str, to_staff: bool) -> None:
+def mark_shown(db: Database, workflow: str, occurrence: str, to_staff: bool) -> None:
     """Late answers and announcements shown to the cohort by this digest are not shown again."""
     if to_staff:
         return

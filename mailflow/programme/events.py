@@ -28,16 +28,13 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import urllib.request
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import sqlite_utils
-
 from ..errors import ConfigError, MailflowError
 from ..store import events as store
-from ..store.db import transaction
+from ..store.db import Database, transaction
 from ..store.states import Change, EventStatus
 from ..tomltable import ID, Table
 
@@ -132,6 +129,8 @@ def load_planning(path: Path, tz: ZoneInfo, domain: str) -> list[Event]:
 
 def _read_ics(location: str) -> bytes:
     if location.startswith(("http://", "https://")):
+        import urllib.request  # only where a calendar is read from the web
+
         try:
             with urllib.request.urlopen(location, timeout=30) as response:
                 return bytes(response.read())
@@ -230,14 +229,14 @@ def _from_row(row: tuple[object, ...]) -> Event:
     )  # fmt: skip
 
 
-def stored_events(db: sqlite_utils.Database, after: dt.datetime | None = None) -> list[Event]:
+def stored_events(db: Database, after: dt.datetime | None = None) -> list[Event]:
     """Every stored event by start; with ``after``, the confirmed ones ending after it."""
     if after is None:
         return [_from_row(r) for r in store.every_event(db)]
     return [_from_row(r) for r in store.confirmed(db, ends_after=_utc(after))]
 
 
-def get_event(db: sqlite_utils.Database, event_id: str) -> Event | None:
+def get_event(db: Database, event_id: str) -> Event | None:
     row = store.event_row(db, event_id)
     return _from_row(row) if row is not None else None
 
@@ -250,7 +249,7 @@ def _differences(old: Event, new: Event) -> list[str]:
     ]
 
 
-def save_event(db: sqlite_utils.Database, event: Event) -> str | None:
+def save_event(db: Database, event: Event) -> str | None:
     """Insert or update one event; returns the change recorded, None when nothing changed."""
     stored = get_event(db, event.id)
     if stored is not None and stored.fingerprint() == event.fingerprint():
@@ -272,7 +271,7 @@ def save_event(db: sqlite_utils.Database, event: Event) -> str | None:
 
 
 def sync_events(
-    db: sqlite_utils.Database, events: list[Event], sources: set[str], now: dt.datetime
+    db: Database, events: list[Event], sources: set[str], now: dt.datetime
 ) -> list[str]:
     """Make the stored events of ``sources`` match ``events``; returns the changes made.
 
@@ -296,7 +295,7 @@ def sync_events(
     return changes
 
 
-def upcoming(db: sqlite_utils.Database, start: dt.datetime, end: dt.datetime) -> list[Event]:
+def upcoming(db: Database, start: dt.datetime, end: dt.datetime) -> list[Event]:
     """Confirmed events that overlap ``start``–``end``, by start."""
     rows = store.confirmed(db, ends_after=_utc(start), starts_before=_utc(end))
     return [_from_row(r) for r in rows]

@@ -22,9 +22,8 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 
-import sqlite_utils
-
 from ..store import inbound
+from ..store.db import Database
 from ..store.states import EventStatus
 from .audiences import AUDIENCES, EACH, Recipient
 from .roster import respondent_info, stored_roster
@@ -82,7 +81,7 @@ class Kind:
         return False
 
     def context(
-        self, db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step,
+        self, db: Database, mailer: Mailer, occ: Occurrence, step: Step,
         now: dt.datetime,
     ) -> dict[str, Any]:  # fmt: skip
         """What this kind adds to every template of the step."""
@@ -93,20 +92,20 @@ class Kind:
         return ""
 
     def personal(
-        self, db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step,
+        self, db: Database, mailer: Mailer, occ: Occurrence, step: Step,
         recipient: Recipient, now: dt.datetime,
     ) -> tuple[dict[str, Any], tuple[Attachment, ...]]:  # fmt: skip
         """What differs per recipient: more variables, attachments."""
         return {}, ()
 
     def shown(
-        self, db: sqlite_utils.Database, step: Step, context: dict[str, Any],
+        self, db: Database, step: Step, context: dict[str, Any],
         mails: list[Any], now: dt.datetime,
     ) -> dict[str, tuple[int, ...]]:  # fmt: skip
         """Messages its mails show for the first time: {"listed_at" | "noted_at": ids}."""
         return {}
 
-    def sent(self, db: sqlite_utils.Database, occ: Occurrence, step: Step, to_staff: bool) -> None:
+    def sent(self, db: Database, occ: Occurrence, step: Step, to_staff: bool) -> None:
         """Record, with the run, what sending it settled."""
 
 
@@ -168,7 +167,7 @@ class Digest(Kind):
         return "staff_digest" if step.to in ("staff", "alias") else "digest"
 
     def context(
-        self, db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step,
+        self, db: Database, mailer: Mailer, occ: Occurrence, step: Step,
         now: dt.datetime,
     ) -> dict[str, Any]:  # fmt: skip
         from .digest import digest_context
@@ -184,7 +183,7 @@ class Digest(Kind):
             return "nothing to send: no " + ", no ".join(step.unless_empty)
         return ""
 
-    def sent(self, db: sqlite_utils.Database, occ: Occurrence, step: Step, to_staff: bool) -> None:
+    def sent(self, db: Database, occ: Occurrence, step: Step, to_staff: bool) -> None:
         from ..store.desk import mark_flags_reported
         from .digest import mark_shown
 
@@ -205,7 +204,7 @@ class Invite(Kind):
         return "invitation"
 
     def personal(
-        self, db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step,
+        self, db: Database, mailer: Mailer, occ: Occurrence, step: Step,
         recipient: Recipient, now: dt.datetime,
     ) -> tuple[dict[str, Any], tuple[Attachment, ...]]:  # fmt: skip
         from ..sending import invitation
@@ -240,7 +239,7 @@ class Notes(Kind):
             fail("source", "the collecting workflow whose answers make the notes", step.source)
 
     def personal(
-        self, db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step,
+        self, db: Database, mailer: Mailer, occ: Occurrence, step: Step,
         recipient: Recipient, now: dt.datetime,
     ) -> tuple[dict[str, Any], tuple[Attachment, ...]]:  # fmt: skip
         latest: dict[str, dict[str, Any]] = {}
@@ -256,7 +255,7 @@ class Notes(Kind):
         return {"notes": [latest[k] for k in sorted(latest)]}, ()
 
     def shown(
-        self, db: sqlite_utils.Database, step: Step, context: dict[str, Any],
+        self, db: Database, step: Step, context: dict[str, Any],
         mails: list[Any], now: dt.datetime,
     ) -> dict[str, tuple[int, ...]]:  # fmt: skip
         asked = {m.recipient for m in mails}
@@ -275,7 +274,7 @@ class Help(Kind):
     cumulative = True  # a missed list is not lost: the next one carries it
 
     def context(
-        self, db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step,
+        self, db: Database, mailer: Mailer, occ: Occurrence, step: Step,
         now: dt.datetime,
     ) -> dict[str, Any]:  # fmt: skip
         from ..store import desk
@@ -302,15 +301,13 @@ class Help(Kind):
         return ""
 
     def shown(
-        self, db: sqlite_utils.Database, step: Step, context: dict[str, Any],
+        self, db: Database, step: Step, context: dict[str, Any],
         mails: list[Any], now: dt.datetime,
     ) -> dict[str, tuple[int, ...]]:  # fmt: skip
         return {"listed_at": tuple(m["message"] for m in context["to_read"])}
 
 
-def to_read(
-    db: sqlite_utils.Database, config: Any, *, listed: bool = False
-) -> list[dict[str, Any]]:
+def to_read(db: Database, config: Any, *, listed: bool = False) -> list[dict[str, Any]]:
     """Human mail no step shows anyone: replies to a digest or a receipt, unknown senders,
     non-members' answers, unreadable messages. Those not listed yet, or (``listed``) all."""
     roster = stored_roster(db)

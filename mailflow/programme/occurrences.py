@@ -11,25 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from functools import lru_cache
 from zoneinfo import ZoneInfo
 
+from .calendars import holidays_of
 from .workflow import WEEKDAYS, Schedule, Step
 
 _ORDINALS = {"first": 0, "second": 1, "third": 2, "fourth": 3}
 
 
-@lru_cache(maxsize=64)
-def _holidays(country: str, subdivision: str, year: int) -> dict[dt.date, str]:
-    if not country:
-        return {}
-    import holidays  # a tenth of a second to import: only once a day needs it
-
-    return dict(holidays.country_holidays(country, subdiv=subdivision or None, years=year))
-
-
 def holiday_name(schedule: Schedule, day: dt.date) -> str | None:
-    return _holidays(schedule.holidays, schedule.subdivision, day.year).get(day)
+    return holidays_of(schedule.holidays, schedule.subdivision, day.year).get(day)
 
 
 def is_working_day(schedule: Schedule, day: dt.date) -> bool:

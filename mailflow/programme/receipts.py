@@ -6,9 +6,8 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from ..sending import tokens
+from ..store.db import Database
 from ..store.outgoing import Outgoing
 from ..store.states import Respondent
 from .occurrences import day_of
@@ -36,9 +35,7 @@ class Answer:
     thread: tuple[str, ...] = ()  # the Message-IDs the reply itself answers
 
 
-def acknowledgement(
-    db: sqlite_utils.Database, mailer: Mailer, answer: Answer, now: dt.datetime
-) -> Outgoing:
+def acknowledgement(db: Database, mailer: Mailer, answer: Answer, now: dt.datetime) -> Outgoing:
     """The receipt for one answer, to its sender: what was understood, and how to correct it."""
     workflow = answer.workflow
     config = mailer.config

@@ -13,9 +13,8 @@ import datetime as dt
 import json
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from ..store import participation
+from ..store.db import Database
 from ..store.states import Respondent
 from .kinds import Fail, Kind, register
 from .occurrences import day_of, occurrences_around
@@ -47,7 +46,7 @@ class Report(Kind):
             fail("source", "the collecting workflow whose answers are counted", step.source)
 
     def context(
-        self, db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step,
+        self, db: Database, mailer: Mailer, occ: Occurrence, step: Step,
         now: dt.datetime,
     ) -> dict[str, Any]:  # fmt: skip
         source = _source(occ.workflow, step.source)
@@ -59,9 +58,7 @@ def _source(workflow: Workflow, name: str) -> Workflow:
     return load_workflow(workflow.path.parent / f"{name}.toml")
 
 
-def month_report(
-    db: sqlite_utils.Database, source: Workflow, day: dt.date, tz: dt.tzinfo
-) -> dict[str, Any]:
+def month_report(db: Database, source: Workflow, day: dt.date, tz: dt.tzinfo) -> dict[str, Any]:
     """The numbers of ``source`` over the month of ``day``."""
     first = day.replace(day=1)
     last = (first + dt.timedelta(days=32)).replace(day=1) - dt.timedelta(days=1)
@@ -105,7 +102,7 @@ def month_report(
     }  # fmt: skip
 
 
-def _silent(db: sqlite_utils.Database, source: Workflow, roster: Any, last: dt.date) -> list[Any]:
+def _silent(db: Database, source: Workflow, roster: Any, last: dt.date) -> list[Any]:
     """Défis whose last answer is three weeks old or more (or who never answered)."""
     latest = participation.last_answers(db, source.name)
     found = []

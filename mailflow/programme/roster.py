@@ -36,10 +36,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import sqlite_utils
-
 from ..store import people, schedule
-from ..store.db import transaction
+from ..store.db import Database, transaction
 from ..store.outgoing import lift_unlisted
 from ..store.states import Respondent
 from ..tomltable import ADDRESS, ID, LANGUAGE, Table
@@ -174,7 +172,7 @@ def load_roster(path: Path) -> Roster:
     return Roster(tuple(defis), tuple(staff), tuple(mentors))
 
 
-def sync_roster(db: sqlite_utils.Database, roster: Roster) -> bool:
+def sync_roster(db: Database, roster: Roster) -> bool:
     """Make the stored roster the given one; returns False when nothing changed.
 
     Suppressed addresses the new roster does not list are mailed again.
@@ -208,7 +206,7 @@ def _date(value: str | None) -> dt.date | None:
     return dt.date.fromisoformat(value) if value else None
 
 
-def stored_roster(db: sqlite_utils.Database) -> Roster:
+def stored_roster(db: Database) -> Roster:
     """The roster as kept in the database."""
     members: dict[str, list[Member]] = {}
     for defi, address, name in people.members(db):
@@ -236,7 +234,7 @@ def stored_roster(db: sqlite_utils.Database) -> Roster:
 defi_respondent = Respondent.defi
 
 
-def respondent_addresses(db: sqlite_utils.Database, respondent: str) -> set[str]:
+def respondent_addresses(db: Database, respondent: str) -> set[str]:
     """The addresses allowed to answer for a respondent."""
     defi_id = Respondent(respondent).defi_id
     if defi_id is not None:

@@ -13,12 +13,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from ..config import Config
 from ..sending import notices, tokens
 from ..store import inbound, outgoing, schedule
-from ..store.db import iso, transaction
+from ..store.db import Database, iso, transaction
 from ..store.outgoing import Outgoing
 from ..store.states import Change, Run
 from .audiences import recipient_context, recipients
@@ -77,7 +75,7 @@ def base_context(
 
 
 def build_mails(
-    db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step, audience: str,
+    db: Database, mailer: Mailer, occ: Occurrence, step: Step, audience: str,
     context: dict[str, Any], now: dt.datetime,
 ) -> list[Outgoing]:  # fmt: skip
     """Compose the step's mail for each recipient (raises ``TemplateError`` before queuing)."""
@@ -95,7 +93,7 @@ def build_mails(
 
 
 def change_mails(
-    db: sqlite_utils.Database, mailer: Mailer, workflow: Workflow, event: Event, change: str,
+    db: Database, mailer: Mailer, workflow: Workflow, event: Event, change: str,
     detail: str, now: dt.datetime,
 ) -> list[Outgoing]:  # fmt: skip
     """The update (or cancellation) of an event already announced by ``workflow``, to its
@@ -141,7 +139,7 @@ TOLD = (Skip.LATER_RAN, Skip.NOT_ASKED, Skip.MISSED, Skip.BLIND, Skip.FAILED)
 
 
 def run_step(
-    db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step, due: dt.datetime,
+    db: Database, mailer: Mailer, occ: Occurrence, step: Step, due: dt.datetime,
     now: dt.datetime, blind: str = "",
 ) -> StepRun:  # fmt: skip
     """Do one due step: skip it, hold it, or queue its mails, and record what happened.
@@ -170,7 +168,7 @@ def run_step(
 
 
 def step_context(
-    db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step, due: dt.datetime,
+    db: Database, mailer: Mailer, occ: Occurrence, step: Step, due: dt.datetime,
     now: dt.datetime, late: bool,
 ) -> dict[str, Any]:  # fmt: skip
     """Everything a step's templates receive but the recipient: the one place a context is
@@ -181,7 +179,7 @@ def step_context(
 
 
 def step_mails(
-    db: sqlite_utils.Database, mailer: Mailer, occ: Occurrence, step: Step, due: dt.datetime,
+    db: Database, mailer: Mailer, occ: Occurrence, step: Step, due: dt.datetime,
     now: dt.datetime, late: bool,
 ) -> Prepared | str:  # fmt: skip
     """The rendered mails of a step, or why there are none.
@@ -200,7 +198,7 @@ def step_mails(
 
 
 def give_up(
-    db: sqlite_utils.Database, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime,
+    db: Database, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime,
     error: str,
 ) -> StepRun:  # fmt: skip
     """Record that a step which could not be prepared until past its grace is not sent."""
@@ -220,7 +218,7 @@ def failed_notice(occ: Occurrence, step: Step, error: str) -> notices.Notice:
 
 
 def _skip_reason(
-    db: sqlite_utils.Database, config: Config, occ: Occurrence, step: Step, due: dt.datetime,
+    db: Database, config: Config, occ: Occurrence, step: Step, due: dt.datetime,
     now: dt.datetime, late: bool, blind: str,
 ) -> tuple[Skip, str] | None:  # fmt: skip
     later = schedule.later_step(db, occ.workflow.name, occ.id, due)
@@ -244,7 +242,7 @@ def _skip_reason(
 
 
 def _record(
-    db: sqlite_utils.Database, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime,
+    db: Database, occ: Occurrence, step: Step, due: dt.datetime, now: dt.datetime,
     status: Run, note: str, mails: list[Outgoing], to_staff: bool = False, *,
     reason: Skip | None = None, detail: str = "", shown: dict[str, tuple[int, ...]] | None = None,
 ) -> StepRun:  # fmt: skip

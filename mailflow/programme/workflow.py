@@ -18,6 +18,7 @@ from ..receiving.sections import Heading, SectionSpec, spec_from_table
 from ..tomltable import _MISSING as _REQUIRED
 from ..tomltable import ID, LANGUAGE, TEMPLATE, Table
 from .audiences import AUDIENCES
+from .calendars import region_problem
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 EVENT_KINDS = ("session", "bootcamp", "seminar", "other")
@@ -144,18 +145,10 @@ def _schedule(t: Table) -> Schedule:
     unknown = [k for k in schedule.kinds if k not in EVENT_KINDS]
     if unknown:
         t.fail("kinds", "event kinds among " + ", ".join(EVENT_KINDS), unknown)
-    if schedule.holidays:
-        import holidays
-
-        try:
-            holidays.country_holidays(schedule.holidays, subdiv=schedule.subdivision or None)
-        except NotImplementedError:
-            t.fail("holidays", "a country code known to the holidays package, such as 'FR'",
-                   schedule.holidays)  # fmt: skip
-        except ValueError as e:
-            t.fail(
-                "subdivision", f"a subdivision of {schedule.holidays} ({e})", schedule.subdivision
-            )
+    problem = schedule.holidays and region_problem(schedule.holidays, schedule.subdivision)
+    if problem:
+        key, expected = problem
+        t.fail(key, expected, getattr(schedule, key))
     t.done()
     return schedule
 

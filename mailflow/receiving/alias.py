@@ -25,8 +25,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import sqlite_utils
-
 from ..config import Config
 from ..programme.roster import defi_respondent, defis_of, is_staff
 from ..programme.workflow import Workflow
@@ -34,6 +32,7 @@ from ..sending import tokens
 from ..sending.compose import Mailer
 from ..sending.outbox import Outgoing, iso
 from ..store import commandlog
+from ..store.db import Database
 from . import authresults
 from .commands import (
     Command,
@@ -56,7 +55,7 @@ class Handled:
 
     kind: str  # command, help, staff_reply
     status: str
-    act: Callable[[sqlite_utils.Database], list[Outgoing]]
+    act: Callable[[Database], list[Outgoing]]
 
 
 class Desk:
@@ -79,7 +78,7 @@ class Desk:
 
     # -- routing -------------------------------------------------------------------------
     def handle(
-        self, db: sqlite_utils.Database, message: int, parsed: ParsedMessage, now: dt.datetime
+        self, db: Database, message: int, parsed: ParsedMessage, now: dt.datetime
     ) -> Handled | None:
         """None for mail that is not the alias's business (answers, automatic mail)."""
         if parsed.automatic:
@@ -102,8 +101,8 @@ class Desk:
             # confirm): anyone else writing a keyword to the alias is asking for help.
             return self._command(db, message, parsed, command, sender, now)
 
-        def settle(ids: list[int]) -> Callable[[sqlite_utils.Database], list[Outgoing]]:
-            def act(d: sqlite_utils.Database) -> list[Outgoing]:
+        def settle(ids: list[int]) -> Callable[[Database], list[Outgoing]]:
+            def act(d: Database) -> list[Outgoing]:
                 settle_requests(d, ids, sender, now)
                 return []
 
@@ -120,7 +119,7 @@ class Desk:
 
     def _help(
         self,
-        db: sqlite_utils.Database,
+        db: Database,
         message: int,
         parsed: ParsedMessage,
         sender: str,
@@ -144,7 +143,7 @@ class Desk:
     # -- commands -------------------------------------------------------------------------
     def _command(
         self,
-        db: sqlite_utils.Database,
+        db: Database,
         message: int,
         parsed: ParsedMessage,
         command: Command,
@@ -169,7 +168,7 @@ class Desk:
             code, detail = refusal
             log.warning("command %r from %s refused: %s", command.verb, sender, detail)
 
-            def refuse(d: sqlite_utils.Database) -> list[Outgoing]:
+            def refuse(d: Database) -> list[Outgoing]:
                 self._log(d, message, sender, command, "refused", f"{code}: {detail}", now)
                 earlier = self._unnotified(d, message, sender, now)
                 if earlier is None:
@@ -184,7 +183,7 @@ class Desk:
 
             return Handled("command", "refused", refuse)
 
-        def obey(d: sqlite_utils.Database) -> list[Outgoing]:
+        def obey(d: Database) -> list[Outgoing]:
             request = Request(d, command, message, parsed, sender, now)
             outcome = Executor(self.mailer, self.workflows, self.vocabulary).execute(request)
             summary = json.dumps(outcome.data, default=str, ensure_ascii=False)
@@ -198,7 +197,7 @@ class Desk:
 
     def _log(
         self,
-        db: sqlite_utils.Database,
+        db: Database,
         message: int,
         sender: str,
         command: Command,
@@ -221,9 +220,7 @@ class Desk:
         )
         log.info("command %s from %s: %s (%s)", command.verb, sender, status, outcome)
 
-    def _unnotified(
-        self, db: sqlite_utils.Database, message: int, sender: str, now: dt.datetime
-    ) -> int | None:
+    def _unnotified(self, db: Database, message: int, sender: str, now: dt.datetime) -> int | None:
         """Earlier refusals of ``sender`` the staff were not told of; None when they were
         told of one today (one notice per sender per day: a forger cannot flood them)."""
         start = dt.datetime.combine(
@@ -260,7 +257,7 @@ class Desk:
                                    context, now, reply_to=self.config.addresses.alias)  # fmt: skip
 
     def _refusal_mail(
-        self, db: sqlite_utils.Database, message: int, parsed: ParsedMessage, command: Command,
+        self, db: Database, message: int, parsed: ParsedMessage, command: Command,
         code: str, detail: str, now: dt.datetime, earlier: int = 0,
     ) -> Outgoing:  # fmt: skip
         context = {

@@ -23,8 +23,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-import sqlite_utils
-
 from ..errors import MailflowError
 from ..programme.receipts import Answer
 from ..programme.roster import (
@@ -35,7 +33,7 @@ from ..programme.roster import (
 )
 from ..sending import suppression, tokens
 from ..sending.outbox import Outgoing, iso, queue
-from ..store.db import now_utc, transaction
+from ..store.db import Database, now_utc, transaction
 from .parse import ParsedMessage
 
 if TYPE_CHECKING:
@@ -65,7 +63,7 @@ class Verdict:
     suppress: tuple[str, str] | None = None  # (address, DSN status) of a hard bounce
 
 
-def pending_messages(db: sqlite_utils.Database) -> Iterable[tuple[int, ParsedMessage]]:
+def pending_messages(db: Database) -> Iterable[tuple[int, ParsedMessage]]:
     rows = db.execute(
         "select p.message, p.data from parsed p left join inbound i on i.message = p.message"
         " where i.message is null order by p.message"
@@ -75,11 +73,11 @@ def pending_messages(db: sqlite_utils.Database) -> Iterable[tuple[int, ParsedMes
 
 
 Receipt = Callable[[Answer], Outgoing]
-AliasDesk = Callable[[sqlite_utils.Database, int, ParsedMessage, dt.datetime], "Handled | None"]
+AliasDesk = Callable[[Database, int, ParsedMessage, dt.datetime], "Handled | None"]
 
 
 def handle_inbound(
-    db: sqlite_utils.Database,
+    db: Database,
     workflows: list[Workflow],
     secret: str,
     now: dt.datetime,
@@ -109,7 +107,7 @@ def handle_inbound(
 
 
 def _handle(
-    db: sqlite_utils.Database,
+    db: Database,
     collecting: dict[str, Workflow],
     secret: str,
     message: int,
@@ -159,7 +157,7 @@ def _receipt(
 
 
 def judge(
-    db: sqlite_utils.Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
+    db: Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
 ) -> Verdict:
     sender = (parsed.from_address or "").lower()
     if parsed.unreadable:
@@ -191,7 +189,7 @@ def judge(
 
 
 def _unreadable(
-    db: sqlite_utils.Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
+    db: Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
 ) -> Verdict:
     """A message mailflow could not read (too large, or it could not be parsed): whose it is.
 
@@ -214,7 +212,7 @@ def _unreadable(
     return Verdict("unreadable", "recorded", data=data)
 
 
-def _bounce(db: sqlite_utils.Database, parsed: ParsedMessage) -> Verdict:
+def _bounce(db: Database, parsed: ParsedMessage) -> Verdict:
     failed = (parsed.bounced_recipient or "").lower()
     status = parsed.bounce_status or ""
     data: dict[str, object] = {"recipient": failed, "status": status}
@@ -230,7 +228,7 @@ def _bounce(db: sqlite_utils.Database, parsed: ParsedMessage) -> Verdict:
 
 
 def _latest_request(
-    db: sqlite_utils.Database, collecting: dict[str, Workflow], respondent: str
+    db: Database, collecting: dict[str, Workflow], respondent: str
 ) -> tuple[Workflow, str] | None:
     """The collecting workflow and occurrence of the last request this respondent received."""
     if not collecting:
@@ -245,7 +243,7 @@ def _latest_request(
 
 
 def _answer(
-    db: sqlite_utils.Database,
+    db: Database,
     workflow: Workflow,
     occurrence: str,
     respondent: str,
@@ -273,7 +271,7 @@ def _answer(
     return Verdict("answer", status, workflow.name, occurrence, respondent, via, data)
 
 
-def _answered(db: sqlite_utils.Database, workflow: str, occurrence: str, respondent: str) -> bool:
+def _answered(db: Database, workflow: str, occurrence: str, respondent: str) -> bool:
     row = db.execute(
         "select 1 from inbound where kind = 'answer' and status in ('counted', 'late')"
         " and workflow = ? and occurrence = ? and respondent = ? limit 1",
@@ -282,14 +280,14 @@ def _answered(db: sqlite_utils.Database, workflow: str, occurrence: str, respond
     return row is not None
 
 
-def digest_done(db: sqlite_utils.Database, workflow: Workflow, occurrence: str) -> bool:
+def digest_done(db: Database, workflow: Workflow, occurrence: str) -> bool:
     """Whether a digest of this occurrence has gone out (answers after it are late)."""
     digests = tuple(s.id for s in digest_steps(workflow))
     return bool(digests) and schedule.any_ran(db, workflow.name, occurrence, digests)
 
 
 def _record(
-    db: sqlite_utils.Database,
+    db: Database,
     message: int,
     parsed: ParsedMessage,
     verdict: Verdict,

@@ -14,8 +14,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import sqlite_utils
-
 from ..errors import ConfigError
 from ..programme.audiences import respondents
 from ..programme.events import AUDIENCES, KINDS, Event, get_event, save_event
@@ -25,6 +23,7 @@ from ..programme.steps import Occurrence
 from ..programme.workflow import Workflow, digest_steps, main_workflow
 from ..sending import tokens
 from ..store import desk, inbound, outgoing, schedule
+from ..store.db import Database
 from ..store.desk import settle_requests, waiting_requests  # ``alias`` reads them here too
 from ..store.outgoing import Outgoing
 from ..store.states import EventStatus
@@ -163,7 +162,7 @@ def parse_hour(value: str, key: str) -> dt.time:
 class Request(NamedTuple):
     """One command to execute, with where it came from."""
 
-    db: sqlite_utils.Database
+    db: Database
     command: Command
     message: int
     parsed: ParsedMessage
@@ -198,7 +197,7 @@ class SentDigest:
 
 
 def sent_digest(
-    db: sqlite_utils.Database, workflow: str, step: str, occurrence: str | None
+    db: Database, workflow: str, step: str, occurrence: str | None
 ) -> SentDigest | None:
     """The digest mail of a step as it went out: that occurrence's, or the last one sent."""
     row = outgoing.last_sent(db, workflow, step, occurrence)

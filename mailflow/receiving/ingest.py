@@ -28,12 +28,11 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
 
-import sqlite_utils
 from imapclient import IMAPClient
 
 from ..config import ImapConfig
 from ..store import mailbox
-from ..store.db import now_utc, transaction
+from ..store.db import Database, now_utc, transaction
 from ..store.states import Parsing
 from .bounded import MAX_HEADER
 from .imap import session
@@ -116,7 +115,7 @@ def header_message_id(raw: bytes) -> str | None:
 
 
 def ingest(
-    db: sqlite_utils.Database,
+    db: Database,
     cfg: ImapConfig,
     spec: SectionSpec | None = None,
     *,
@@ -135,7 +134,7 @@ def ingest(
 
 
 def sync_folder(
-    db: sqlite_utils.Database,
+    db: Database,
     client: IMAPClient,
     folder: str,
     cfg: ImapConfig,
@@ -173,9 +172,7 @@ def sync_folder(
     return report
 
 
-def _folder_state(
-    db: sqlite_utils.Database, folder: str, uidvalidity: int, report: FolderReport
-) -> int:
+def _folder_state(db: Database, folder: str, uidvalidity: int, report: FolderReport) -> int:
     row = mailbox.folder_state(db, folder)
     if row is not None and row[0] == uidvalidity:
         return row[1]
@@ -194,7 +191,7 @@ def _chunks(items: Sequence[int], size: int) -> Iterator[list[int]]:
         yield list(items[i : i + size])
 
 
-def _mark_known(db: sqlite_utils.Database, client: IMAPClient, items: list[_Fetched]) -> None:
+def _mark_known(db: Database, client: IMAPClient, items: list[_Fetched]) -> None:
     """After a UIDVALIDITY change: skip the bodies of messages already stored."""
     fields = client.fetch([i.uid for i in items], ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
     for item in items:
@@ -252,7 +249,7 @@ def _fetch(client: IMAPClient, group: list[_Fetched]) -> None:
 
 
 def _store(
-    db: sqlite_utils.Database,
+    db: Database,
     folder: str,
     uidvalidity: int,
     group: list[_Fetched],
@@ -300,9 +297,7 @@ def size_text(size: int) -> str:
     return f"{size} bytes"
 
 
-def _record_header_only(
-    db: sqlite_utils.Database, item: _Fetched, limit: int, spec: SectionSpec | None
-) -> None:
+def _record_header_only(db: Database, item: _Fetched, limit: int, spec: SectionSpec | None) -> None:
     """The parsed record of a message too large to fetch, from its header (same transaction)."""
     assert item.raw is not None
     reason = f"too large: {size_text(item.size)}, over the {size_text(limit)} limit"
@@ -363,7 +358,7 @@ def _parse_in_worker(raw: bytes) -> ParsedMessage | str:
 
 
 def parse_pending(
-    db: sqlite_utils.Database,
+    db: Database,
     spec: SectionSpec | None,
     *,
     parser: Parser = parse_message,
@@ -392,7 +387,7 @@ def parse_pending(
 
 
 def _parse_rows(
-    db: sqlite_utils.Database,
+    db: Database,
     spec: SectionSpec | None,
     batch: int,
     parse_many: Callable[[list[bytes]], Iterator[ParsedMessage | str]],
@@ -430,7 +425,7 @@ def _by_size(rows: list[tuple[int, int, int]], limit: int) -> Iterator[list[tupl
 
 
 def _record(
-    db: sqlite_utils.Database,
+    db: Database,
     spec: SectionSpec | None,
     message: int,
     attempts: int,
@@ -452,14 +447,14 @@ def _record(
         _insert_parsed(db, message, parse_header(raw, reason, spec), replace=False)
 
 
-def record_parse(db: sqlite_utils.Database, message: int, result: ParsedMessage) -> None:
+def record_parse(db: Database, message: int, result: ParsedMessage) -> None:
     """Store the parse of a message and mark it parsed."""
     _insert_parsed(db, message, result)
     mailbox.mark_parsed(db, message)
 
 
 def _insert_parsed(
-    db: sqlite_utils.Database, message: int, result: ParsedMessage, *, replace: bool = True
+    db: Database, message: int, result: ParsedMessage, *, replace: bool = True
 ) -> None:
     """The ``parsed`` row of a message; ``replace=False`` keeps one already there."""
     row = (

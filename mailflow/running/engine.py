@@ -18,10 +18,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlite_utils
-
 from ..config import Config
 from ..errors import ClockError, ConfigError, MailflowError, MailServerError
+from ..programme import calendars
 from ..programme.events import Event, get_event, load_ics, load_planning, sync_events, upcoming
 from ..programme.occurrences import due_at, occurrence_day, occurrences_around
 from ..programme.roster import Roster, load_roster, sync_roster
@@ -29,9 +28,9 @@ from ..programme.steps import Occurrence, StepRun, change_mails, failed_notice, 
 from ..programme.workflow import Step, Workflow, load_workflows, merged_spec
 from ..sending import notices, tokens
 from ..sending.compose import Mailer
-from ..sending.render import Renderer
+from ..sending.render import KeptCode, Renderer
 from ..store import outgoing, schedule
-from ..store.db import iso, open_db, transaction
+from ..store.db import Database, iso, open_db, transaction
 from ..store.events import mark_notified, unnotified_changes
 from ..store.outgoing import Outgoing, Pending
 from ..store.states import Change, EventStatus
@@ -78,15 +77,17 @@ class Engine:
     """A configured mailflow: its database, workflows, templates and roster."""
 
     def __init__(
-        self, config: Config, db: sqlite_utils.Database | None = None, *, preflight: bool = True
+        self, config: Config, db: Database | None = None, *, preflight: bool = True
     ) -> None:
         """``preflight`` false skips rendering every template first (read-only commands)."""
         self.config = config
         self.db = db if db is not None else open_db(config.database)
+        calendars.recall(self.db)
         self.workflows = load_workflows(config.workflows_dir)
+        self.prepare_calendars(dt.date.today().year)
         self.spec = merged_spec(self.workflows)
         self.secret = tokens.secret_for(self.db, config.security.secret)
-        self.mailer = Mailer(config, Renderer(config.templates_dir, config.timezone), self.secret)
+        self.mailer = Mailer(config, self._renderer(), self.secret)
         self._roster_mtime: float | None = None
         self._event_stamps: dict[str, object] = {}
         if preflight:
@@ -96,9 +97,7 @@ class Engine:
     def reload(self) -> None:
         """Load the workflow files and templates again; all valid, or nothing changes."""
         workflows = load_workflows(self.config.workflows_dir)
-        mailer = Mailer(
-            self.config, Renderer(self.config.templates_dir, self.config.timezone), self.secret
-        )
+        mailer = Mailer(self.config, self._renderer(), self.secret)
         previous = (self.workflows, self.mailer)
         self.workflows, self.mailer = workflows, mailer
         try:
@@ -109,6 +108,12 @@ class Engine:
         if "desk" in self.__dict__:
             self.desk.mailer = mailer
         self.spec = merged_spec(workflows)
+        self.prepare_calendars(dt.date.today().year)
+
+    def prepare_calendars(self, year: int) -> None:
+        """Public holidays of the workflows' regions around ``year`` at hand and kept."""
+        regions = [(w.schedule.holidays, w.schedule.subdivision) for w in self.workflows]
+        calendars.prepare(self.db, [r for r in regions if r[0]], (year - 1, year, year + 1))
 
     @cached_property
     def desk(self) -> Desk:
@@ -118,6 +123,9 @@ class Engine:
 
         vocabulary = Vocabulary.load(self.config.templates_dir / "commands.toml")
         return Desk(self.mailer, lambda: self.workflows, vocabulary)
+
+    def _renderer(self) -> Renderer:
+        return Renderer(self.config.templates_dir, self.config.timezone, KeptCode(self.db))
 
     @property
     def renderer(self) -> Renderer:
@@ -253,6 +261,7 @@ class Engine:
             report.errors.append(f"roster not reloaded, the stored one is used: {e}")
             log.error("%s", report.errors[-1])
         self.sync_events(now, report)
+        self.prepare_calendars(now.year)
         from ..receiving.answers import handle_inbound
         from ..sending.failures import report_failures
         from ..sending.send import deliver

@@ -17,8 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from ..programme.events import Event, save_event
 from ..programme.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
 from ..programme.receipts import Answer, acknowledgement
@@ -32,7 +30,7 @@ from ..sending.compose import Mailer
 from ..sending.failures import report_failures
 from ..sending.render import Renderer
 from ..store import inbound, mailbox, outgoing, schedule
-from ..store.db import iso, open_db
+from ..store.db import Database, iso, open_db
 from ..store.desk import add_flag, add_help_request, announce
 from ..store.outgoing import Outgoing
 from ..store.states import (
@@ -108,7 +106,7 @@ def _stamp(engine: Engine, languages: set[str]) -> tuple[object, ...]:
 
 
 @contextmanager
-def _scratch(engine: Engine, language: str, now: dt.datetime) -> Iterator[sqlite_utils.Database]:
+def _scratch(engine: Engine, language: str, now: dt.datetime) -> Iterator[Database]:
     db = open_db(":memory:")
     try:
         sync_roster(db, _roster(language))
@@ -134,7 +132,7 @@ def _config_for(engine: Engine, language: str) -> Any:
 
 
 def _render_all(
-    engine: Engine, renderer: Renderer, db: sqlite_utils.Database, language: str,
+    engine: Engine, renderer: Renderer, db: Database, language: str,
     now: dt.datetime,
 ) -> None:  # fmt: skip
     config = _config_for(engine, language)
@@ -172,7 +170,7 @@ def _in(workflow: Workflow, language: str) -> Workflow:
     return replace(workflow, language=language) if workflow.language else workflow
 
 
-def _event(db: sqlite_utils.Database, config: Any, now: dt.datetime) -> Event:
+def _event(db: Database, config: Any, now: dt.datetime) -> Event:
     tz = config.timezone
     day = (now + dt.timedelta(days=8)).astimezone(tz).date()
     starts = dt.datetime.combine(day, dt.time(9, 30), tzinfo=tz)
@@ -184,7 +182,7 @@ def _event(db: sqlite_utils.Database, config: Any, now: dt.datetime) -> Event:
     return event
 
 
-def _message(db: sqlite_utils.Database, now: dt.datetime) -> int:
+def _message(db: Database, now: dt.datetime) -> int:
     """A stored message for sample rows to refer to."""
     key = f"<{SAMPLE}{mailbox.message_counts(db)[0]}@{SAMPLE}.test>"
     mailbox.store_messages(db, [(key, None, "", 0, b"", 1, iso(now), Parsing.PARSED, None)])
@@ -209,7 +207,7 @@ def _answer_data(workflow: Workflow) -> dict[str, Any]:
 
 
 def _answers(
-    db: sqlite_utils.Database, workflow: Workflow, occ: Occurrence, message: int,
+    db: Database, workflow: Workflow, occ: Occurrence, message: int,
     now: dt.datetime,
 ) -> None:  # fmt: skip
     """A request to every respondent, full answers but from one, a late one, a flag, help."""
@@ -232,9 +230,7 @@ def _answers(
                                "token", data)  # fmt: skip
 
 
-def _shared(
-    db: sqlite_utils.Database, workflows: list[Workflow], message: int, now: dt.datetime
-) -> None:
+def _shared(db: Database, workflows: list[Workflow], message: int, now: dt.datetime) -> None:
     """A flag, an announcement per workflow, and a help request waiting for a month."""
     received = now - dt.timedelta(days=1)
     add_flag(db, f"answered.b@{SAMPLE}.test", Flag.BOUNCE, SAMPLE, received)
@@ -252,7 +248,7 @@ def _shared(
 
 
 def _changes(
-    db: sqlite_utils.Database, mailer: Mailer, workflow: Workflow,
+    db: Database, mailer: Mailer, workflow: Workflow,
     occ: Occurrence, event: Event, now: dt.datetime,
 ) -> None:  # fmt: skip
     schedule.record_run(db, workflow.name, occ.id, "announced", now, now, Run.DONE, "", "")
@@ -261,7 +257,7 @@ def _changes(
 
 
 def _notices(
-    db: sqlite_utils.Database, mailer: Mailer, workflows: list[Workflow], now: dt.datetime,
+    db: Database, mailer: Mailer, workflows: list[Workflow], now: dt.datetime,
 ) -> None:  # fmt: skip
     kinds = [(notices.Kind.HELD, Skip.BLIND), (notices.Kind.FAILED, Skip.FAILED),
              (notices.Kind.BLIND, "")]  # fmt: skip
@@ -282,7 +278,7 @@ def _notices(
     notices.flush(db, mailer, workflows, now)
 
 
-def _failures(db: sqlite_utils.Database, mailer: Mailer, now: dt.datetime) -> None:
+def _failures(db: Database, mailer: Mailer, now: dt.datetime) -> None:
     """A refused address, a bounced one, retries run out, a mail that reached nobody."""
     mail = Outgoing(
         "sample:failed", "retro", SAMPLE, "request", ANSWERER,
@@ -303,7 +299,7 @@ def _failures(db: sqlite_utils.Database, mailer: Mailer, now: dt.datetime) -> No
         outgoing.forget_reports(db, "system:failures:")
 
 
-def _sent_digests(db: sqlite_utils.Database, workflows: list[Workflow], now: dt.datetime) -> None:
+def _sent_digests(db: Database, workflows: list[Workflow], now: dt.datetime) -> None:
     """A digest that went out for each collecting workflow, for the resend command."""
     raw = b"From: s@sample.test\r\nSubject: sample\r\nMessage-ID: <d@sample.test>\r\n\r\nsample\r\n"
     for workflow in workflows:
@@ -347,7 +343,7 @@ _COMMANDS = [
 
 
 def _commands(
-    engine: Engine, mailer: Mailer, db: sqlite_utils.Database, message: int,
+    engine: Engine, mailer: Mailer, db: Database, message: int,
     workflows: list[Workflow], now: dt.datetime,
 ) -> None:  # fmt: skip
     """Every verb's confirmation and one refusal, as the alias desk renders them."""

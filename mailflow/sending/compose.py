@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..store.outgoing import Outgoing
 from . import tokens
-from .render import Attachment, Renderer, build_message, rewrap
+from .render import Attachment, Renderer
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -50,6 +50,8 @@ class Mailer:
         mail's body again under the rendered subject (a resend is what was sent). ``key``
         overrides the outbox key when one token names mails to several addresses.
         """
+        from .message import build_message, rewrap  # the MIME classes: only to write mail
+
         rendered = self.renderer.render(template, language, context)
         addresses = self.config.addresses
         message_id = tokens.message_id(self.secret, token, addresses.message_id_domain)

@@ -16,11 +16,9 @@ import json
 import re
 from typing import Any
 
-import sqlite_utils
-
 from ..programme.roster import Roster, respondent_info, stored_roster
 from ..store import outgoing
-from ..store.db import transaction
+from ..store.db import Database, transaction
 from ..store.states import Failure, Suppressed
 from . import tokens
 from .compose import Mailer
@@ -31,7 +29,7 @@ _REPORTED = (Failure.EXHAUSTED, Failure.MESSAGE)  # failures of an address told 
 _SMTP_ANSWER = re.compile(r"^\d{3}\s")
 
 
-def report_failures(db: sqlite_utils.Database, mailer: Mailer, now: dt.datetime) -> bool:
+def report_failures(db: Database, mailer: Mailer, now: dt.datetime) -> bool:
     """Queue today's notice to the staff if something failed since the last one; True if queued."""
     config = mailer.config
     local = now.astimezone(config.timezone)
@@ -78,7 +76,7 @@ def _person(roster: Roster, address: str) -> dict[str, Any]:
     }
 
 
-def _addresses(db: sqlite_utils.Database, roster: Roster) -> dict[str, dict[str, Any]]:
+def _addresses(db: Database, roster: Roster) -> dict[str, dict[str, Any]]:
     """Addresses that failed for good since the last notice, each once, with what happened."""
     found: dict[str, dict[str, Any]] = {}
     for address, reason, code, detail, outbox in outgoing.unreported_suppressions(db):
@@ -96,9 +94,7 @@ def _addresses(db: sqlite_utils.Database, roster: Roster) -> dict[str, dict[str,
     return found
 
 
-def _mails(
-    db: sqlite_utils.Database, roster: Roster, listed: set[str], tz: dt.tzinfo
-) -> list[dict[str, Any]]:
+def _mails(db: Database, roster: Roster, listed: set[str], tz: dt.tzinfo) -> list[dict[str, Any]]:
     """Mails that reached nobody since the last notice; ``listed``: addresses named so far."""
     mails = []
     for subject, recipient, to_addrs, failure, error, queued in outgoing.unreported_mails(

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-import sqlite_utils
-
 from ..store import schedule
-from ..store.db import transaction
+from ..store.db import Database, transaction
 from ..store.outgoing import queue
 from . import tokens
 
@@ -44,20 +42,20 @@ class Notice:
     detail: str = ""
 
 
-def record(db: sqlite_utils.Database, notice: Notice, now: dt.datetime) -> bool:
+def record(db: Database, notice: Notice, now: dt.datetime) -> bool:
     """Keep a notice for the staff unless one with its key exists; True when it is new."""
     fields = (notice.key, str(notice.kind), notice.workflow, notice.occurrence, notice.step,
               notice.reason, notice.detail)  # fmt: skip
     return schedule.record_notice(db, fields, now)
 
 
-def pending(db: sqlite_utils.Database) -> list[tuple[int, Notice, str]]:
+def pending(db: Database) -> list[tuple[int, Notice, str]]:
     rows = schedule.pending_notices(db)
     return [(int(r[0]), Notice(r[1], Kind(r[2]), *r[3:8]), r[8]) for r in rows]
 
 
 def _item(
-    db: sqlite_utils.Database, notice: Notice, created_at: str,
+    db: Database, notice: Notice, created_at: str,
     workflows: dict[str, Workflow], config: Config,
 ) -> dict[str, Any]:  # fmt: skip
     """What the template shows of a notice: names and local times, never internal keys."""
@@ -125,9 +123,7 @@ def _grouped(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return result
 
 
-def flush(
-    db: sqlite_utils.Database, mailer: Mailer, workflows: list[Workflow], now: dt.datetime
-) -> bool:
+def flush(db: Database, mailer: Mailer, workflows: list[Workflow], now: dt.datetime) -> bool:
     """Queue one mail to the staff with every notice not told yet; True when one was queued."""
     rows = pending(db)
     if not rows:

@@ -1,4 +1,4 @@
-"""Templates into mail: jinja2 renders, the stdlib builds the MIME message.
+"""Templates into text: jinja2 renders a mail's subject, text and HTML (``message`` builds it).
 
 Each mail is a pair of templates in ``templates/``: ``NAME.LANG.txt.j2`` (required; its
 first line is ``Subject: …``) and ``NAME.LANG.html.j2`` (optional). Undefined variables
@@ -9,25 +9,20 @@ as a variable: mail content is never evaluated as template code.
 from __future__ import annotations
 
 import datetime as dt
-import email
-import email.utils
 import re
+import sqlite3
+from contextlib import suppress
 from dataclasses import dataclass
-from email.charset import QP, Charset
-from email.header import Header
-from email.mime.application import MIMEApplication
-from email.mime.base import MIMEBase
-from email.mime.multipart import MIMEMultipart
-from email.mime.text import MIMEText
-from email.policy import compat32
-from email.utils import formataddr
 from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.bccache
 
 from .. import dates
 from ..errors import TemplateError
+from ..store import caches
+from ..store.db import Database
 
 
 @dataclass(frozen=True)
@@ -51,19 +46,48 @@ class Attachment:
 
 # Control characters but tab and newline: what people wrote (a NUL, an ESC sequence, a
 # BEL) is printed into mail through every ``{{ }}``, and must not reach a reader's screen.
-_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
+CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f]")
 SUBJECT_LIMIT = 200  # characters of a header value; longer ones end with an ellipsis
 
 
+def short(value: str) -> str:
+    """One line of at most ``SUBJECT_LIMIT`` characters: no line break, no control character."""
+    value = " ".join(CONTROL.sub(" ", value).split())
+    return value if len(value) <= SUBJECT_LIMIT else value[: SUBJECT_LIMIT - 1].rstrip() + "…"
+
+
 def _printable(value: Any) -> Any:
-    return _CONTROL.sub("", value) if isinstance(value, str) else value
+    return CONTROL.sub("", value) if isinstance(value, str) else value
+
+
+class KeptCode(jinja2.BytecodeCache):
+    """Compiled templates kept in the database: a command that shows one report does not
+    compile its template again (a few tens of milliseconds). Jinja2 checks each against its
+    source's checksum and its own version; a database that cannot be read or written (busy,
+    read-only, another thread's) only means compiling again."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with suppress(sqlite3.Error):
+            code = caches.compiled(self.db, bucket.key, bucket.checksum)
+            if code is not None:
+                bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with suppress(sqlite3.Error):
+            caches.keep_compiled(self.db, bucket.key, bucket.checksum, bucket.bytecode_to_string())
 
 
 class Renderer:
     """The templates of one folder, loaded once."""
 
-    def __init__(self, folder: Path, tz: dt.tzinfo | None = None) -> None:
-        """``tz``: the programme's time zone; every date or time printed is shown in it."""
+    def __init__(
+        self, folder: Path, tz: dt.tzinfo | None = None, code: jinja2.BytecodeCache | None = None
+    ) -> None:
+        """``tz``: the programme's time zone; every date or time printed is shown in it.
+        ``code``: where compiled templates are kept between processes (``KeptCode``)."""
         self.folder = folder
         self.tz = tz
         self._undeclared: dict[str, set[str]] = {}
@@ -75,6 +99,7 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=True,
+            bytecode_cache=code,
         )
         local = self._local
         self.env.filters["date_fr"] = lambda d, style="long": dates.day(local(d), "fr", style)
@@ -144,7 +169,7 @@ class Renderer:
             raise TemplateError(f"template {name}.{language}.txt.j2 must start with 'Subject: '")
         html_path = f"{name}.{language}.html.j2"
         html = self._render(html_path, context) if (self.folder / html_path).is_file() else None
-        return Rendered(_short(first.split(":", 1)[1].strip()), body.lstrip("\n"), html)
+        return Rendered(short(first.split(":", 1)[1].strip()), body.lstrip("\n"), html)
 
     def text(self, name: str, language: str, context: dict[str, Any]) -> str:
         """A text that is not a mail (what a command prints): ``NAME.LANG.txt.j2``, whole."""
@@ -158,95 +183,3 @@ class Renderer:
             raise TemplateError(f"template {path}: {e.message}") from None
         except jinja2.TemplateError as e:
             raise TemplateError(f"template {path}: {e}") from None
-
-
-# Quoted-printable UTF-8 bodies. MIMEText takes a Charset, though typeshed declares str.
-_UTF8_QP = Charset("utf-8")
-_UTF8_QP.body_encoding = QP
-_CRLF = compat32.clone(linesep="\r\n")
-
-
-def _short(value: str) -> str:
-    """One line of at most ``SUBJECT_LIMIT`` characters: no line break, no control character."""
-    value = " ".join(_CONTROL.sub(" ", value).split())
-    return value if len(value) <= SUBJECT_LIMIT else value[: SUBJECT_LIMIT - 1].rstrip() + "…"
-
-
-def _header(name: str, value: str) -> str:
-    value = _short(value)
-    return value if value.isascii() else Header(value, "utf-8", header_name=name).encode()
-
-
-def build_message(
-    rendered: Rendered,
-    *,
-    sender: str,
-    sender_name: str,
-    to: list[str],
-    reply_to: str,
-    message_id: str,
-    date: dt.datetime,
-    attachments: tuple[Attachment, ...] = (),
-    headers: tuple[tuple[str, str], ...] = (),
-) -> bytes:
-    """A multipart/alternative message (plus attachments) ready for SMTP, CRLF line ends.
-
-    ``date`` is given in the programme's time zone, so that the ``Date:`` header reads
-    09:00 +0100 rather than 08:00 +0000 in clients that show it raw.
-
-    Built with the stdlib's compat32 classes: three times faster than ``EmailMessage``,
-    which matters when a Friday renders a mail per défi.
-    """
-    body = MIMEMultipart("alternative")
-    body.attach(MIMEText(rendered.text, "plain", _UTF8_QP))  # type: ignore[arg-type]
-    if rendered.html is not None:
-        body.attach(MIMEText(rendered.html, "html", _UTF8_QP))  # type: ignore[arg-type]
-    for part in attachments:
-        if part.inline:
-            body.attach(_part(part))
-    extra = [_part(p) for p in attachments if not p.inline]
-    if extra:
-        msg: MIMEBase = MIMEMultipart("mixed")
-        msg.attach(body)
-        for item in extra:
-            msg.attach(item)
-    else:
-        msg = body
-    msg["From"] = formataddr((sender_name, sender), charset="utf-8")
-    msg["To"] = ", ".join(to)
-    msg["Reply-To"] = reply_to
-    msg["Subject"] = _header("Subject", rendered.subject)
-    msg["Date"] = email.utils.format_datetime(date)
-    msg["Message-ID"] = message_id
-    # RFC 3834: out-of-office robots must not answer; Exchange's own switch for the same.
-    msg["Auto-Submitted"] = "auto-generated"
-    msg["X-Auto-Response-Suppress"] = "All"
-    for name, value in headers:
-        msg[name] = _header(name, value)
-    return msg.as_bytes(policy=_CRLF)
-
-
-def rewrap(raw: bytes, *, subject: str, to: list[str], message_id: str, date: dt.datetime) -> bytes:
-    """A message already sent, sent again: the same body, From and Reply-To, new To,
-    Subject, Date and Message-ID (a new mail, which clients do not take for a duplicate)."""
-    msg = email.message_from_bytes(raw)
-    for name in ("To", "Cc", "Subject", "Date", "Message-ID"):
-        del msg[name]
-    msg["To"] = ", ".join(to)
-    msg["Subject"] = _header("Subject", subject)
-    msg["Date"] = email.utils.format_datetime(date)
-    msg["Message-ID"] = message_id
-    return msg.as_bytes(policy=_CRLF)
-
-
-def _part(part: Attachment) -> MIMEBase:
-    if part.maintype == "text":
-        item: MIMEBase = MIMEText(part.content.decode("utf-8"), part.subtype, _UTF8_QP)  # type: ignore[arg-type]
-    else:
-        item = MIMEApplication(part.content, part.subtype)
-    for key, value in part.params:
-        item.set_param(key, value)
-    if part.filename:
-        disposition = "inline" if part.inline else "attachment"
-        item.add_header("Content-Disposition", disposition, filename=part.filename)
-    return item

@@ -37,14 +37,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import sqlite_utils
-
 from .. import oauth
 from ..config import SmtpConfig, tls_context
 from ..errors import MailServerError, SendError
 from ..servers import explain
 from ..store import desk, outgoing
-from ..store.db import iso, transaction
+from ..store.db import Database, iso, transaction
 from ..store.outgoing import Pending
 from ..store.states import SETTLED, Delivery, Failure, Flag, Sending, Suppressed
 
@@ -178,7 +176,7 @@ def _classify(error: Exception) -> SendError:
 
 
 def deliver(
-    db: sqlite_utils.Database, cfg: SmtpConfig, now: dt.datetime, *, limit: int = 1000
+    db: Database, cfg: SmtpConfig, now: dt.datetime, *, limit: int = 1000
 ) -> DeliveryReport:
     """Send what is due; a server that cannot be reached leaves everything queued."""
     report = DeliveryReport()
@@ -207,7 +205,7 @@ Recorder = Callable[[DeliveryReport], None]
 
 
 def _send_one(
-    db: sqlite_utils.Database,
+    db: Database,
     client: smtplib.SMTP,
     mail: Pending,
     now: dt.datetime,
@@ -238,7 +236,7 @@ def _send_one(
     return _commit(db, mail, report, lambda r: _outcome(db, mail, envelope, answers, now, r))
 
 
-def _claim(db: sqlite_utils.Database, mail: Pending, now: dt.datetime) -> list[str] | None:
+def _claim(db: Database, mail: Pending, now: dt.datetime) -> list[str] | None:
     """Claim the mail and return its envelope; None when another process claimed it."""
     with transaction(db):
         if not outgoing.claim(db, mail, now):
@@ -252,9 +250,7 @@ def _claim(db: sqlite_utils.Database, mail: Pending, now: dt.datetime) -> list[s
         return [a for key, a in todo.items() if key not in blocked]
 
 
-def _commit(
-    db: sqlite_utils.Database, mail: Pending, report: DeliveryReport, record: Recorder
-) -> bool:
+def _commit(db: Database, mail: Pending, report: DeliveryReport, record: Recorder) -> bool:
     """Record an outcome in one transaction, tried again while the database is locked.
 
     False when it never went through: the row stays ``sending`` and goes again, to the
@@ -281,7 +277,7 @@ def _commit(
 
 
 def _outcome(
-    db: sqlite_utils.Database,
+    db: Database,
     mail: Pending,
     envelope: list[str],
     refused: dict[str, tuple[int, str]],
@@ -319,9 +315,7 @@ def _outcome(
     _settle(db, mail, now, report)
 
 
-def _settle(
-    db: sqlite_utils.Database, mail: Pending, now: dt.datetime, report: DeliveryReport
-) -> None:
+def _settle(db: Database, mail: Pending, now: dt.datetime, report: DeliveryReport) -> None:
     """Set the row's status from its addresses: queued while one waits for a retry."""
     states = outgoing.delivery_states(db, mail.id)
     outcomes = set(states.values())
@@ -345,7 +339,7 @@ def _settle(
 
 
 def _fail(
-    db: sqlite_utils.Database,
+    db: Database,
     mail: Pending,
     envelope: list[str],
     error: SendError,
@@ -375,5 +369,5 @@ def _fail(
     outgoing.mark(db, mail.id, Sending.SENT, now, error=str(error))
 
 
-def _flag_refused(db: sqlite_utils.Database, address: str, detail: str) -> None:
+def _flag_refused(db: Database, address: str, detail: str) -> None:
     desk.add_flag(db, address.lower(), Flag.REFUSED, detail, dt.datetime.now(dt.UTC))

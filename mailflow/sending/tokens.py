@@ -16,9 +16,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
-import sqlite_utils
-
 from ..store import schedule
+from ..store.db import Database
 
 _PART = r"[A-Za-z0-9_-]+"
 _TOKEN = re.compile(rf"^<({_PART})\.({_PART})\.({_PART})\.({_PART})\.([a-z2-7]{{20}})@([^<>\s]+)>$")
@@ -66,7 +65,7 @@ def first_token(secret: str, message_ids: tuple[str, ...]) -> Token | None:
     return None
 
 
-def secret_for(db: sqlite_utils.Database, configured: str | None) -> str:
+def secret_for(db: Database, configured: str | None) -> str:
     """The configured secret, else the one generated for this database on first use."""
     if configured:
         return configured

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import sqlite_utils
+from .db import Database
 
 
-def raw_message(db: sqlite_utils.Database, message: int) -> bytes | None:
+def raw_message(db: Database, message: int) -> bytes | None:
     """The bytes of a stored message, as fetched (DKIM is checked against these)."""
     row = db.execute("select raw from messages where id = ?", [message]).fetchone()
     return bytes(row[0]) if row else None
 
 
-def signature_obeyed(db: sqlite_utils.Database, signature: str) -> int | None:
+def signature_obeyed(db: Database, signature: str) -> int | None:
     """The message of an earlier command obeyed under the same DKIM signatures, if any."""
     row = db.execute(
         "select message from commands where signature = ? and status != 'refused'"
@@ -21,5 +21,5 @@ def signature_obeyed(db: sqlite_utils.Database, signature: str) -> int | None:
     return int(row[0]) if row else None
 
 
-def record_signature(db: sqlite_utils.Database, message: int, signature: str) -> None:
+def record_signature(db: Database, message: int, signature: str) -> None:
     db.execute("update commands set signature = ? where message = ?", [signature, message])

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlite_utils
-
-from .db import iso
+from .db import Database, iso
 
 # -- help requests ------------------------------------------------------------------------
 
 
 def add_help_request(
-    db: sqlite_utils.Database, message: int, sender: str, respondent: str | None, subject: str,
+    db: Database, message: int, sender: str, respondent: str | None, subject: str,
     message_id: str | None, received: dt.datetime,
 ) -> None:  # fmt: skip
     """Keep a mail to the alias that asks the staff something (once per message)."""
@@ -24,9 +22,7 @@ def add_help_request(
     )
 
 
-def waiting_since(
-    db: sqlite_utils.Database, before: dt.datetime
-) -> list[tuple[str, str, str, str]]:
+def waiting_since(db: Database, before: dt.datetime) -> list[tuple[str, str, str, str]]:
     """(sender, respondent, subject, received_at) of unanswered help requests received by
     ``before``, oldest first."""
     return [
@@ -39,7 +35,7 @@ def waiting_since(
     ]
 
 
-def waiting_requests(db: sqlite_utils.Database, thread_ids: tuple[str, ...]) -> list[int]:
+def waiting_requests(db: Database, thread_ids: tuple[str, ...]) -> list[int]:
     """The unanswered help requests a message answers (by In-Reply-To/References)."""
     if not thread_ids:
         return []
@@ -51,7 +47,7 @@ def waiting_requests(db: sqlite_utils.Database, thread_ids: tuple[str, ...]) -> 
     return [row[0] for row in rows]
 
 
-def waiting_from(db: sqlite_utils.Database, sender: str) -> list[int]:
+def waiting_from(db: Database, sender: str) -> list[int]:
     """The unanswered help requests of a sender."""
     rows = db.execute(
         "select message from help_requests where answered_at is null and sender = ?", [sender]
@@ -59,9 +55,7 @@ def waiting_from(db: sqlite_utils.Database, sender: str) -> list[int]:
     return [row[0] for row in rows]
 
 
-def settle_requests(
-    db: sqlite_utils.Database, requests: list[int], by: str, now: dt.datetime
-) -> None:
+def settle_requests(db: Database, requests: list[int], by: str, now: dt.datetime) -> None:
     """Record that a staff member answered (or handled) help requests."""
     for request in requests:
         db.execute(
@@ -74,7 +68,7 @@ def settle_requests(
 
 
 def announce(
-    db: sqlite_utils.Database, workflow: str, text: str, author: str, message: int | None,
+    db: Database, workflow: str, text: str, author: str, message: int | None,
     now: dt.datetime,
 ) -> None:  # fmt: skip
     """Keep an announcement for the next digest of a workflow."""
@@ -85,9 +79,7 @@ def announce(
     )
 
 
-def announcements(
-    db: sqlite_utils.Database, workflow: str, occurrence: str
-) -> list[tuple[str, str, str]]:
+def announcements(db: Database, workflow: str, occurrence: str) -> list[tuple[str, str, str]]:
     """(text, author, created_at) of announcements not shown yet to the cohort (or shown
     by this occurrence's digest), in order."""
     rows = db.execute(
@@ -98,7 +90,7 @@ def announcements(
     return [tuple(r) for r in rows]
 
 
-def mark_announcements_shown(db: sqlite_utils.Database, workflow: str, occurrence: str) -> None:
+def mark_announcements_shown(db: Database, workflow: str, occurrence: str) -> None:
     """Announcements shown to the cohort by this occurrence's digest are not shown again."""
     db.execute(
         "update announcements set shown_in = ? where workflow = ? and shown_in is null",
@@ -110,7 +102,7 @@ def mark_announcements_shown(db: sqlite_utils.Database, workflow: str, occurrenc
 
 
 def add_flag(
-    db: sqlite_utils.Database, address: str, kind: str, detail: str, created: dt.datetime,
+    db: Database, address: str, kind: str, detail: str, created: dt.datetime,
     *, message: int | None = None,
 ) -> None:  # fmt: skip
     """Flag an address for the staff (once per address, kind and message)."""
@@ -121,7 +113,7 @@ def add_flag(
     )
 
 
-def open_flags(db: sqlite_utils.Database) -> list[tuple[str, str, str, str]]:
+def open_flags(db: Database) -> list[tuple[str, str, str, str]]:
     """(address, kind, detail, created_at) of flags not reported yet, in order."""
     rows = db.execute(
         "select address, kind, detail, created_at from address_flags where reported_in is null"
@@ -130,5 +122,5 @@ def open_flags(db: sqlite_utils.Database) -> list[tuple[str, str, str, str]]:
     return [tuple(r) for r in rows]
 
 
-def mark_flags_reported(db: sqlite_utils.Database, occurrence: str) -> None:
+def mark_flags_reported(db: Database, occurrence: str) -> None:
     db.execute("update address_flags set reported_in = ? where reported_in is null", [occurrence])

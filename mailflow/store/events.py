@@ -10,9 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 
-import sqlite_utils
-
-from .db import iso, now_utc
+from .db import Database, iso, now_utc
 from .states import EventStatus
 
 COLUMNS = (
@@ -22,23 +20,23 @@ COLUMNS = (
 Row = tuple[object, ...]
 
 
-def _select(db: sqlite_utils.Database, where: str, params: Sequence[object]) -> list[Row]:
+def _select(db: Database, where: str, params: Sequence[object]) -> list[Row]:
     rows = db.execute(f"select {COLUMNS} from events where {where} order by starts", params)
     return [tuple(r) for r in rows]
 
 
-def event_row(db: sqlite_utils.Database, event_id: str) -> Row | None:
+def event_row(db: Database, event_id: str) -> Row | None:
     found = _select(db, "id = ?", [event_id])
     return found[0] if found else None
 
 
-def every_event(db: sqlite_utils.Database) -> list[Row]:
+def every_event(db: Database) -> list[Row]:
     """Every event, past and cancelled ones too, by start."""
     return _select(db, "1", [])
 
 
 def confirmed(
-    db: sqlite_utils.Database, *, sources: Sequence[str] | None = None,
+    db: Database, *, sources: Sequence[str] | None = None,
     ends_after: str | None = None, starts_before: str | None = None,
 ) -> list[Row]:  # fmt: skip
     """Confirmed events (of ``sources``; ending after, starting before an instant), by start."""
@@ -56,7 +54,7 @@ def confirmed(
     return _select(db, " and ".join(where), params)
 
 
-def save_event(db: sqlite_utils.Database, row: Row, fingerprint: str) -> None:
+def save_event(db: Database, row: Row, fingerprint: str) -> None:
     """Insert or update an event from its row of ``COLUMNS``."""
     db.execute(
         f"insert into events ({COLUMNS}, fingerprint, updated_at)"
@@ -71,9 +69,7 @@ def save_event(db: sqlite_utils.Database, row: Row, fingerprint: str) -> None:
     )
 
 
-def record_change(
-    db: sqlite_utils.Database, event_id: str, sequence: int, change: str, detail: str
-) -> None:
+def record_change(db: Database, event_id: str, sequence: int, change: str, detail: str) -> None:
     db.execute(
         "insert into event_changes (event, sequence, change, detail, created_at)"
         " values (?, ?, ?, ?, ?)",
@@ -81,7 +77,7 @@ def record_change(
     )
 
 
-def unnotified_changes(db: sqlite_utils.Database) -> list[tuple[int, str, int, str, str]]:
+def unnotified_changes(db: Database) -> list[tuple[int, str, int, str, str]]:
     """(id, event, sequence, change, detail) of changes nobody was told of yet, in order."""
     return db.execute(
         "select id, event, sequence, change, detail from event_changes"
@@ -89,6 +85,6 @@ def unnotified_changes(db: sqlite_utils.Database) -> list[tuple[int, str, int, s
     ).fetchall()
 
 
-def mark_notified(db: sqlite_utils.Database, ids: Sequence[int], now: dt.datetime) -> None:
+def mark_notified(db: Database, ids: Sequence[int], now: dt.datetime) -> None:
     marks = ",".join("?" * len(ids))
     db.execute(f"update event_changes set notified_at = ? where id in ({marks})", [iso(now), *ids])

@@ -7,9 +7,7 @@ import datetime as dt
 import json
 from typing import Any
 
-import sqlite_utils
-
-from .db import iso
+from .db import Database, iso
 from .states import ANSWERED, Kind, Status
 
 _ANSWERED = f"kind = '{Kind.ANSWER}' and status in ({', '.join(repr(str(s)) for s in ANSWERED)})"
@@ -23,7 +21,7 @@ _TO_READ = (
 )
 
 
-def answered(db: sqlite_utils.Database, workflow: str, occurrence: str) -> set[str]:
+def answered(db: Database, workflow: str, occurrence: str) -> set[str]:
     """The respondents with a counted answer for an occurrence."""
     rows = db.execute(
         "select distinct respondent from inbound where kind = ? and status = ?"
@@ -33,9 +31,7 @@ def answered(db: sqlite_utils.Database, workflow: str, occurrence: str) -> set[s
     return {row[0] for row in rows}
 
 
-def has_answered(
-    db: sqlite_utils.Database, workflow: str, occurrence: str, respondent: str
-) -> bool:
+def has_answered(db: Database, workflow: str, occurrence: str, respondent: str) -> bool:
     row = db.execute(
         f"select 1 from inbound where {_ANSWERED} and workflow = ? and occurrence = ?"
         " and respondent = ? limit 1",
@@ -45,7 +41,7 @@ def has_answered(
 
 
 def latest_answers(
-    db: sqlite_utils.Database, workflow: str, occurrence: str, status: str = Status.COUNTED
+    db: Database, workflow: str, occurrence: str, status: str = Status.COUNTED
 ) -> dict[str, dict[str, Any]]:
     """The latest answer of each respondent for an occurrence, with that status."""
     rows = db.execute(
@@ -61,7 +57,7 @@ def latest_answers(
 
 
 def late_answers(
-    db: sqlite_utils.Database, workflow: str, occurrence: str
+    db: Database, workflow: str, occurrence: str
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """(occurrence, respondent, answer) of late answers of other occurrences not shown yet
     to the cohort (or shown by this occurrence's digest), the latest of each."""
@@ -81,7 +77,7 @@ def late_answers(
     return [(occ, who, answer) for (occ, who), answer in latest.items()]
 
 
-def mark_late_shown(db: sqlite_utils.Database, workflow: str, occurrence: str) -> None:
+def mark_late_shown(db: Database, workflow: str, occurrence: str) -> None:
     """Late answers shown to the cohort by this occurrence's digest are not shown again."""
     db.execute(
         "update inbound set shown_in = ? where kind = ? and status = ?"
@@ -91,7 +87,7 @@ def mark_late_shown(db: sqlite_utils.Database, workflow: str, occurrence: str) -
 
 
 def every_answer(
-    db: sqlite_utils.Database, workflow: str, occurrence: str
+    db: Database, workflow: str, occurrence: str
 ) -> dict[str, list[tuple[str, str, str, str]]]:
     """Every answer of an occurrence by respondent, oldest first: (received_at, sender, via,
     status)."""
@@ -105,7 +101,7 @@ def every_answer(
     return found
 
 
-def answers_for_export(db: sqlite_utils.Database, workflow: str | None) -> list[tuple[Any, ...]]:
+def answers_for_export(db: Database, workflow: str | None) -> list[tuple[Any, ...]]:
     """(message, workflow, occurrence, respondent, status, received_at, sender, data) of
     every answer, by workflow, occurrence, respondent and time."""
     clause, params = (" and workflow = ?", [workflow]) if workflow else ("", [])
@@ -117,7 +113,7 @@ def answers_for_export(db: sqlite_utils.Database, workflow: str | None) -> list[
     ).fetchall()
 
 
-def to_read(db: sqlite_utils.Database, *, listed: bool = False) -> list[tuple[Any, ...]]:
+def to_read(db: Database, *, listed: bool = False) -> list[tuple[Any, ...]]:
     """Human mail no step shows anyone, not listed to the staff yet (or, ``listed``, all):
     (message, kind, status, sender, respondent, received_at, subject, from_name, data)."""
     where = "" if listed else " and i.listed_at is null"
@@ -130,7 +126,7 @@ def to_read(db: sqlite_utils.Database, *, listed: bool = False) -> list[tuple[An
 
 
 def unnoted(
-    db: sqlite_utils.Database, source: str, now: dt.datetime, respondent: str | None = None
+    db: Database, source: str, now: dt.datetime, respondent: str | None = None
 ) -> list[tuple[int, str, str, str, str]]:
     """(message, occurrence, received_at, data, respondent) of the answers to ``source``
     in no stand-up notes yet, received by ``now``."""
@@ -144,9 +140,7 @@ def unnoted(
     return [tuple(r) for r in rows]
 
 
-def mark(
-    db: sqlite_utils.Database, column: str, messages: tuple[int, ...], now: dt.datetime
-) -> None:
+def mark(db: Database, column: str, messages: tuple[int, ...], now: dt.datetime) -> None:
     """Record that messages were listed to the staff (``listed_at``) or put in stand-up
     notes (``noted_at``)."""
     if column not in ("listed_at", "noted_at"):
@@ -158,7 +152,7 @@ def mark(
         )
 
 
-def handled_at(db: sqlite_utils.Database, now: dt.datetime) -> list[tuple[Any, ...]]:
+def handled_at(db: Database, now: dt.datetime) -> list[tuple[Any, ...]]:
     """(kind, status, sender, workflow, respondent, data, from_name, subject) of the messages
     handled at ``now``, in the order they arrived."""
     return db.execute(
@@ -170,7 +164,7 @@ def handled_at(db: sqlite_utils.Database, now: dt.datetime) -> list[tuple[Any, .
 
 
 def record_verdict(
-    db: sqlite_utils.Database, message: int, received: dt.datetime, kind: str, status: str,
+    db: Database, message: int, received: dt.datetime, kind: str, status: str,
     sender: str, workflow: str | None, occurrence: str | None, respondent: str | None,
     via: str | None, data: str | None,
 ) -> bool:  # fmt: skip

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-import sqlite_utils
-
-from .db import now_utc
+from .db import Database, now_utc
 from .states import PENDING, Parsing
 
 # What SQLite binds in one statement, with room to spare.
@@ -21,7 +19,7 @@ ParseRow = tuple[
 ]
 
 
-def integrity(db: sqlite_utils.Database) -> str:
+def integrity(db: Database) -> str:
     """SQLite's quick check of the whole database: "ok", or what is damaged."""
     return str(db.execute("pragma quick_check").fetchone()[0])
 
@@ -29,7 +27,7 @@ def integrity(db: sqlite_utils.Database) -> str:
 # -- folders ------------------------------------------------------------------------------
 
 
-def folder_state(db: sqlite_utils.Database, folder: str) -> tuple[int, int] | None:
+def folder_state(db: Database, folder: str) -> tuple[int, int] | None:
     """(UIDVALIDITY, last UID) of what is stored of ``folder``; None before any sync."""
     row = db.execute(
         "select uidvalidity, last_uid from folders where name = ?", [folder]
@@ -37,7 +35,7 @@ def folder_state(db: sqlite_utils.Database, folder: str) -> tuple[int, int] | No
     return (int(row[0]), int(row[1])) if row else None
 
 
-def restart_folder(db: sqlite_utils.Database, folder: str, uidvalidity: int, now: str) -> None:
+def restart_folder(db: Database, folder: str, uidvalidity: int, now: str) -> None:
     """Sync ``folder`` from its first UID under a (new) UIDVALIDITY."""
     db.execute(
         "insert into folders (name, uidvalidity, last_uid, synced_at) values (?, ?, 0, ?)"
@@ -47,7 +45,7 @@ def restart_folder(db: sqlite_utils.Database, folder: str, uidvalidity: int, now
     )
 
 
-def advance_folder(db: sqlite_utils.Database, folder: str, uid: int, now: str) -> None:
+def advance_folder(db: Database, folder: str, uid: int, now: str) -> None:
     """Record that ``folder`` is stored up to ``uid``."""
     db.execute(
         "update folders set last_uid = max(last_uid, ?), synced_at = ? where name = ?",
@@ -58,7 +56,7 @@ def advance_folder(db: sqlite_utils.Database, folder: str, uid: int, now: str) -
 # -- messages -----------------------------------------------------------------------------
 
 
-def known_keys(db: sqlite_utils.Database, keys: Sequence[str]) -> set[str]:
+def known_keys(db: Database, keys: Sequence[str]) -> set[str]:
     """Which of ``keys`` name a stored message."""
     known: set[str] = set()
     for start in range(0, len(keys), _CHUNK):
@@ -69,7 +67,7 @@ def known_keys(db: sqlite_utils.Database, keys: Sequence[str]) -> set[str]:
     return known
 
 
-def store_messages(db: sqlite_utils.Database, rows: Iterable[MessageRow]) -> int:
+def store_messages(db: Database, rows: Iterable[MessageRow]) -> int:
     """Store messages (message_key, message_id, sha256, size, raw, complete, stored_at,
     status, error) whose key is not stored yet; how many were."""
     return db.conn.executemany(
@@ -81,7 +79,7 @@ def store_messages(db: sqlite_utils.Database, rows: Iterable[MessageRow]) -> int
 
 
 def add_locations(
-    db: sqlite_utils.Database, folder: str, uidvalidity: int, located: Iterable[tuple[int, str]]
+    db: Database, folder: str, uidvalidity: int, located: Iterable[tuple[int, str]]
 ) -> None:
     """Where messages were seen: (UID, message key) in ``folder`` under ``uidvalidity``."""
     db.conn.executemany(
@@ -91,12 +89,12 @@ def add_locations(
     )
 
 
-def message_of(db: sqlite_utils.Database, key: str) -> int:
+def message_of(db: Database, key: str) -> int:
     """The id of the message stored under ``key``."""
     return int(db.execute("select id from messages where message_key = ?", [key]).fetchone()[0])
 
 
-def message_counts(db: sqlite_utils.Database) -> tuple[int, int]:
+def message_counts(db: Database) -> tuple[int, int]:
     """(stored, quarantined) messages."""
     stored = db.execute("select count(*) from messages").fetchone()[0]
     quarantined = db.execute(
@@ -105,13 +103,13 @@ def message_counts(db: sqlite_utils.Database) -> tuple[int, int]:
     return int(stored), int(quarantined)
 
 
-def pending_count(db: sqlite_utils.Database) -> int:
+def pending_count(db: Database) -> int:
     """How many messages wait for their parse."""
     row = db.execute("select count(*) from messages where status in (?, ?)", list(PENDING))
     return int(row.fetchone()[0])
 
 
-def pending(db: sqlite_utils.Database, after: int, limit: int) -> list[tuple[int, int, int]]:
+def pending(db: Database, after: int, limit: int) -> list[tuple[int, int, int]]:
     """(id, attempts, size) of the next ``limit`` messages after ``after`` waiting for their
     parse, by id."""
     return db.execute(
@@ -121,19 +119,17 @@ def pending(db: sqlite_utils.Database, after: int, limit: int) -> list[tuple[int
     ).fetchall()
 
 
-def raws(db: sqlite_utils.Database, ids: Sequence[int]) -> dict[int, bytes]:
+def raws(db: Database, ids: Sequence[int]) -> dict[int, bytes]:
     """The stored bytes of messages, by id."""
     marks = ",".join("?" * len(ids))
     return dict(db.execute(f"select id, raw from messages where id in ({marks})", list(ids)))
 
 
-def raw(db: sqlite_utils.Database, message: int) -> bytes:
+def raw(db: Database, message: int) -> bytes:
     return bytes(db.execute("select raw from messages where id = ?", [message]).fetchone()[0])
 
 
-def parse_failed(
-    db: sqlite_utils.Database, message: int, status: Parsing, attempts: int, error: str
-) -> None:
+def parse_failed(db: Database, message: int, status: Parsing, attempts: int, error: str) -> None:
     """Record a failed parse: to retry, or quarantined."""
     db.execute(
         "update messages set status = ?, attempts = ?, error = ? where id = ?",
@@ -141,7 +137,7 @@ def parse_failed(
     )
 
 
-def mark_parsed(db: sqlite_utils.Database, message: int) -> None:
+def mark_parsed(db: Database, message: int) -> None:
     db.execute(
         "update messages set status = ?, error = null where id = ?", [Parsing.PARSED, message]
     )
@@ -150,9 +146,7 @@ def mark_parsed(db: sqlite_utils.Database, message: int) -> None:
 # -- parses -------------------------------------------------------------------------------
 
 
-def save_parse(
-    db: sqlite_utils.Database, message: int, row: ParseRow, *, replace: bool = True
-) -> None:
+def save_parse(db: Database, message: int, row: ParseRow, *, replace: bool = True) -> None:
     """The ``parsed`` row of a message (from_address, from_name, subject, date, in_reply_to,
     automatic, bounced_recipient, data); ``replace=False`` keeps one already there."""
     update = (

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:
+    from .db import Database
 
 
-def _script(db: sqlite_utils.Database, sql: str) -> None:
+def _script(db: Database, sql: str) -> None:
     """Run statements one at a time: ``executescript`` would commit the migration's transaction."""
     statement = ""
     for line in sql.splitlines(keepends=True):
@@ -24,7 +26,7 @@ def _script(db: sqlite_utils.Database, sql: str) -> None:
         raise ValueError(f"incomplete SQL statement in a migration: {statement!r}")
 
 
-def _mailbox(db: sqlite_utils.Database) -> None:
+def _mailbox(db: Database) -> None:
     """Folders synced by UID, raw messages stored before anything else, and their parse."""
     _script(
         db,
@@ -81,7 +83,7 @@ def _mailbox(db: sqlite_utils.Database) -> None:
     )
 
 
-def _workflows(db: sqlite_utils.Database) -> None:
+def _workflows(db: Database) -> None:
     """The roster, the outbox, what each workflow step did, and what each message was."""
     _script(
         db,
@@ -184,7 +186,7 @@ def _workflows(db: sqlite_utils.Database) -> None:
     )
 
 
-def _events_and_alias(db: sqlite_utils.Database) -> None:
+def _events_and_alias(db: Database) -> None:
     """Events with their change history, mentors, announcements, commands by mail, help."""
     _script(
         db,
@@ -259,7 +261,7 @@ def _events_and_alias(db: sqlite_utils.Database) -> None:
     )
 
 
-def _delivery(db: sqlite_utils.Database) -> None:
+def _delivery(db: Database) -> None:
     """Delivery per recipient, the addresses no longer mailed, and what the staff were told."""
     _script(
         db,
@@ -303,7 +305,7 @@ def _delivery(db: sqlite_utils.Database) -> None:
     )
 
 
-def _holds(db: sqlite_utils.Database) -> None:
+def _holds(db: Database) -> None:
     """Why a step was skipped, notices owed to the staff, and what they were shown."""
     _script(
         db,
@@ -333,12 +335,12 @@ def _holds(db: sqlite_utils.Database) -> None:
     )
 
 
-def _notes(db: sqlite_utils.Database) -> None:
+def _notes(db: Database) -> None:
     """Which stand-up notes showed each answer: every answer is in exactly one."""
     _script(db, "alter table inbound add column noted_at text;")
 
 
-def _command_signatures(db: sqlite_utils.Database) -> None:
+def _command_signatures(db: Database) -> None:
     """The DKIM signatures a command was obeyed under: the same signed command is obeyed once."""
     _script(
         db,
@@ -349,7 +351,37 @@ def _command_signatures(db: sqlite_utils.Database) -> None:
     )
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+def _caches(db: Database) -> None:
+    """What is kept only to start faster: public holidays as the holidays package gave them
+    (a year of a region at a time), and templates compiled by jinja2 (keyed by their
+    source's checksum)."""
+    _script(
+        db,
+        """
+        create table holiday_years (
+            country text not null,
+            subdivision text not null,
+            year integer not null,
+            computed_at text not null,
+            primary key (country, subdivision, year)
+        );
+        create table holidays (
+            country text not null,
+            subdivision text not null,
+            day text not null,
+            name text not null,
+            primary key (country, subdivision, day)
+        );
+        create table compiled_templates (
+            key text primary key,
+            checksum text not null,
+            code blob not null
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("0001_mailbox", _mailbox),
     ("0002_workflows", _workflows),
     ("0003_events_and_alias", _events_and_alias),
@@ -357,4 +389,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("0005_holds", _holds),
     ("0006_notes", _notes),
     ("0007_command_signatures", _command_signatures),
+    ("0008_caches", _caches),
 ]

@@ -22,9 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import sqlite_utils
-
-from .db import iso
+from .db import Database, iso
 from .states import Delivery, Respondent, Sending
 
 # A mail marked ``sending`` whose sender died is sent again once this has passed: long
@@ -73,7 +71,7 @@ class Suppression:
 # -- the outbox ---------------------------------------------------------------------------
 
 
-def queue(db: sqlite_utils.Database, mail: Outgoing, now: dt.datetime) -> bool:
+def queue(db: Database, mail: Outgoing, now: dt.datetime) -> bool:
     """Add a mail unless one with the same key exists; True when it was added."""
     cursor = db.execute(
         "insert into outbox (key, workflow, occurrence, step, recipient, to_addrs, sender,"
@@ -88,13 +86,13 @@ def queue(db: sqlite_utils.Database, mail: Outgoing, now: dt.datetime) -> bool:
     return bool(cursor.rowcount)
 
 
-def mail_id(db: sqlite_utils.Database, key: str) -> int | None:
+def mail_id(db: Database, key: str) -> int | None:
     """The id of the mail queued under ``key``; None when there is none."""
     row = db.execute("select id from outbox where key = ?", [key]).fetchone()
     return int(row[0]) if row else None
 
 
-def due(db: sqlite_utils.Database, now: dt.datetime, limit: int = 1000) -> list[Pending]:
+def due(db: Database, now: dt.datetime, limit: int = 1000) -> list[Pending]:
     """Mails to send now, oldest first; ``sending`` ones whose lease has run out were in
     flight when their sender died."""
     rows = db.execute(
@@ -105,7 +103,7 @@ def due(db: sqlite_utils.Database, now: dt.datetime, limit: int = 1000) -> list[
     return [Pending(r[0], r[1], tuple(json.loads(r[2])), r[3], r[4], r[5], r[6]) for r in rows]
 
 
-def next_retry(db: sqlite_utils.Database, now: dt.datetime) -> dt.datetime | None:
+def next_retry(db: Database, now: dt.datetime) -> dt.datetime | None:
     """When the next queued mail waiting for a retry after ``now`` is due."""
     row = db.execute(
         "select min(next_attempt_at) from outbox where status = ? and next_attempt_at > ?",
@@ -114,7 +112,7 @@ def next_retry(db: sqlite_utils.Database, now: dt.datetime) -> dt.datetime | Non
     return dt.datetime.fromisoformat(row[0]) if row and row[0] else None
 
 
-def claim(db: sqlite_utils.Database, mail: Pending, now: dt.datetime) -> bool:
+def claim(db: Database, mail: Pending, now: dt.datetime) -> bool:
     """Mark a mail ``sending`` if nobody claimed it since it was read; True when we did."""
     cursor = db.execute(
         "update outbox set status = ?, attempts = ?, next_attempt_at = ?"
@@ -125,9 +123,7 @@ def claim(db: sqlite_utils.Database, mail: Pending, now: dt.datetime) -> bool:
     return bool(cursor.rowcount)
 
 
-def mark(
-    db: sqlite_utils.Database, id: int, status: Sending, now: dt.datetime, **fields: object
-) -> None:
+def mark(db: Database, id: int, status: Sending, now: dt.datetime, **fields: object) -> None:
     """Set a mail's status (and, sent, when), with other columns named in ``fields``."""
     assignments = ["status = ?"]
     values: list[object] = [status]
@@ -141,7 +137,7 @@ def mark(
 
 
 def counts(
-    db: sqlite_utils.Database, workflow: str | None = None, occurrence: str | None = None
+    db: Database, workflow: str | None = None, occurrence: str | None = None
 ) -> dict[str, int]:
     """How many mails (of a workflow, of an occurrence) are in each status."""
     where, params = [], []
@@ -160,17 +156,17 @@ def counts(
     return result
 
 
-def subjects(db: sqlite_utils.Database) -> dict[int, str]:
+def subjects(db: Database) -> dict[int, str]:
     """The subject of every mail, by id."""
     return dict(db.execute("select id, subject from outbox").fetchall())
 
 
-def subject_of(db: sqlite_utils.Database, id: int) -> str:
+def subject_of(db: Database, id: int) -> str:
     row = db.execute("select subject from outbox where id = ?", [id]).fetchone()
     return row[0] if row else ""
 
 
-def asked(db: sqlite_utils.Database, workflow: str, occurrence: str) -> list[str]:
+def asked(db: Database, workflow: str, occurrence: str) -> list[str]:
     """The respondents (défis, staff) that were sent a mail of this occurrence."""
     rows = db.execute(
         "select distinct recipient from outbox where workflow = ? and occurrence = ?"
@@ -181,7 +177,7 @@ def asked(db: sqlite_utils.Database, workflow: str, occurrence: str) -> list[str
 
 
 def message_id_of(
-    db: sqlite_utils.Database, workflow: str, occurrence: str, step: str, recipient: str
+    db: Database, workflow: str, occurrence: str, step: str, recipient: str
 ) -> str | None:
     """The Message-ID of the mail a step of an occurrence wrote to a recipient."""
     row = db.execute(
@@ -192,7 +188,7 @@ def message_id_of(
     return str(row[0]) if row else None
 
 
-def envelopes(db: sqlite_utils.Database, workflow: str, occurrence: str) -> list[list[str]]:
+def envelopes(db: Database, workflow: str, occurrence: str) -> list[list[str]]:
     """The addresses of each mail of an occurrence."""
     rows = db.execute(
         "select to_addrs from outbox where workflow = ? and occurrence = ?", [workflow, occurrence]
@@ -200,9 +196,7 @@ def envelopes(db: sqlite_utils.Database, workflow: str, occurrence: str) -> list
     return [json.loads(row[0]) for row in rows]
 
 
-def failed_mails(
-    db: sqlite_utils.Database, workflow: str, occurrence: str
-) -> list[tuple[str, str]]:
+def failed_mails(db: Database, workflow: str, occurrence: str) -> list[tuple[str, str]]:
     """(subject, error) of the mails of an occurrence that failed."""
     rows = db.execute(
         "select subject, error from outbox where workflow = ? and occurrence = ? and status = ?",
@@ -212,7 +206,7 @@ def failed_mails(
 
 
 def last_sent(
-    db: sqlite_utils.Database, workflow: str, step: str, occurrence: str | None
+    db: Database, workflow: str, step: str, occurrence: str | None
 ) -> tuple[str, str, str, bytes] | None:
     """(occurrence, subject, sent_at, raw) of a step's mail as it went out: that
     occurrence's, or the last one sent."""
@@ -225,7 +219,7 @@ def last_sent(
     return (row[0], row[1], row[2], row[3]) if row else None
 
 
-def written_at(db: sqlite_utils.Database, now: dt.datetime) -> list[tuple[Any, ...]]:
+def written_at(db: Database, now: dt.datetime) -> list[tuple[Any, ...]]:
     """(id, workflow, occurrence, step, to_addrs, status, subject, message_id) of the mails
     queued at ``now`` or with an address whose outcome was recorded then, in order."""
     at = iso(now)
@@ -241,7 +235,7 @@ def written_at(db: sqlite_utils.Database, now: dt.datetime) -> list[tuple[Any, .
 
 
 def record(
-    db: sqlite_utils.Database,
+    db: Database,
     outbox: int,
     address: str,
     status: Delivery,
@@ -262,14 +256,14 @@ def record(
     )
 
 
-def delivery_states(db: sqlite_utils.Database, outbox: int) -> dict[str, str]:
+def delivery_states(db: Database, outbox: int) -> dict[str, str]:
     """The status of each address of a row that has one (lower-case addresses)."""
     rows = db.execute("select address, status from deliveries where outbox = ?", [outbox])
     return {row[0]: row[1] for row in rows}
 
 
 def outcomes_at(
-    db: sqlite_utils.Database, outbox: int, now: dt.datetime
+    db: Database, outbox: int, now: dt.datetime
 ) -> list[tuple[str, str, str | None, int | None]]:
     """(address, status, failure, code) of a row's addresses whose outcome was recorded at
     ``now``."""
@@ -280,7 +274,7 @@ def outcomes_at(
     return [tuple(r) for r in rows]
 
 
-def last_subject(db: sqlite_utils.Database, address: str) -> str:
+def last_subject(db: Database, address: str) -> str:
     """The subject of the last mail delivered to an address: what a bounce most likely returns."""
     row = db.execute(
         "select o.subject from deliveries d join outbox o on o.id = d.outbox"
@@ -290,7 +284,7 @@ def last_subject(db: sqlite_utils.Database, address: str) -> str:
     return row[0] if row else ""
 
 
-def was_mailed(db: sqlite_utils.Database, address: str) -> bool:
+def was_mailed(db: Database, address: str) -> bool:
     """Whether mailflow delivered a mail to ``address``: a bounce for any other is not ours."""
     row = db.execute(
         "select 1 from deliveries where address = ? and status = ? limit 1",
@@ -311,7 +305,7 @@ def was_mailed(db: sqlite_utils.Database, address: str) -> bool:
 
 
 def unreported_suppressions(
-    db: sqlite_utils.Database,
+    db: Database,
 ) -> list[tuple[str, str, str, str, int | None]]:
     """(address, reason, code, detail, outbox) of suppressions not reported yet, in order."""
     return db.execute(
@@ -321,7 +315,7 @@ def unreported_suppressions(
 
 
 def unreported_failures(
-    db: sqlite_utils.Database, failures: tuple[str, ...], unreported: tuple[str, ...]
+    db: Database, failures: tuple[str, ...], unreported: tuple[str, ...]
 ) -> list[tuple[str, str, int | None, str, str]]:
     """(address, failure, code, detail, subject) of addresses failed for one of ``failures``
     not reported yet, but in mail to ``unreported`` recipients, in order."""
@@ -336,7 +330,7 @@ def unreported_failures(
 
 
 def unreported_mails(
-    db: sqlite_utils.Database, unreported: tuple[str, ...]
+    db: Database, unreported: tuple[str, ...]
 ) -> list[tuple[str, str, str, str | None, str | None, str]]:
     """(subject, recipient, to_addrs, failure, error, queued_at) of failed mails not
     reported yet, but those to ``unreported`` recipients, in order."""
@@ -348,7 +342,7 @@ def unreported_mails(
     ).fetchall()
 
 
-def mark_reported(db: sqlite_utils.Database, day: str, now: dt.datetime) -> None:
+def mark_reported(db: Database, day: str, now: dt.datetime) -> None:
     """Every failure so far is reported: in the notice of ``day`` sent at ``now``."""
     db.execute("update suppressed set reported_on = ? where reported_on is null", [day])
     db.execute(
@@ -361,7 +355,7 @@ def mark_reported(db: sqlite_utils.Database, day: str, now: dt.datetime) -> None
     )
 
 
-def forget_reports(db: sqlite_utils.Database, notices: str) -> None:
+def forget_reports(db: Database, notices: str) -> None:
     """Drop the notices whose keys start with ``notices`` and report failed mails again
     (the preflight renders a notice per kind of failure)."""
     db.execute("delete from outbox where key like ?", [notices + "%"])
@@ -372,7 +366,7 @@ def forget_reports(db: sqlite_utils.Database, notices: str) -> None:
 
 
 def suppress(
-    db: sqlite_utils.Database,
+    db: Database,
     address: str,
     reason: str,
     now: dt.datetime,
@@ -391,7 +385,7 @@ def suppress(
     return bool(cursor.rowcount)
 
 
-def among(db: sqlite_utils.Database, addresses: Iterable[str]) -> set[str]:
+def among(db: Database, addresses: Iterable[str]) -> set[str]:
     """Which of ``addresses`` (lower case) are suppressed."""
     wanted = sorted({a.lower() for a in addresses})
     if not wanted:
@@ -405,7 +399,7 @@ def _suppression(row: tuple[str, str, str, str, str]) -> Suppression:
     return Suppression(row[0], row[1], row[2], row[3], dt.datetime.fromisoformat(row[4]))
 
 
-def suppressions(db: sqlite_utils.Database) -> dict[str, Suppression]:
+def suppressions(db: Database) -> dict[str, Suppression]:
     """Every suppressed address, by address."""
     rows = db.execute(
         "select address, reason, code, detail, created_at from suppressed order by address"
@@ -413,7 +407,7 @@ def suppressions(db: sqlite_utils.Database) -> dict[str, Suppression]:
     return {row[0]: _suppression(row) for row in rows}
 
 
-def lift(db: sqlite_utils.Database, address: str) -> Suppression | None:
+def lift(db: Database, address: str) -> Suppression | None:
     """Mail ``address`` again; what its suppression was, None when it had none."""
     row = db.execute(
         "select address, reason, code, detail, created_at from suppressed where address = ?",
@@ -425,7 +419,7 @@ def lift(db: sqlite_utils.Database, address: str) -> Suppression | None:
     return _suppression(row)
 
 
-def lift_unlisted(db: sqlite_utils.Database) -> int:
+def lift_unlisted(db: Database) -> int:
     """Lift the suppressions of addresses the stored roster no longer lists.
 
     An address that was never in the roster (the cohort's list, say) is tried again too:

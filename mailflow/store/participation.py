@@ -3,14 +3,13 @@ report (and of the archive)."""
 
 from __future__ import annotations
 
-import sqlite_utils
-
+from .db import Database
 from .states import ANSWERED, Kind
 
 _COUNTED = ", ".join(repr(str(s)) for s in ANSWERED)
 
 
-def asked(db: sqlite_utils.Database, workflow: str, occurrences: list[str]) -> set[tuple[str, str]]:
+def asked(db: Database, workflow: str, occurrences: list[str]) -> set[tuple[str, str]]:
     """(occurrence, respondent) pairs the workflow's mail went to, among ``occurrences``."""
     if not occurrences:
         return set()
@@ -23,9 +22,7 @@ def asked(db: sqlite_utils.Database, workflow: str, occurrences: list[str]) -> s
     return {(r[0], r[1]) for r in rows}
 
 
-def answered(
-    db: sqlite_utils.Database, workflow: str, occurrences: list[str]
-) -> dict[tuple[str, str], str]:
+def answered(db: Database, workflow: str, occurrences: list[str]) -> dict[tuple[str, str], str]:
     """(occurrence, respondent) → the answer's data (JSON), the latest, among occurrences."""
     if not occurrences:
         return {}
@@ -39,7 +36,7 @@ def answered(
     return {(r[0], r[1]): r[2] for r in rows}
 
 
-def last_answers(db: sqlite_utils.Database, workflow: str) -> dict[str, str]:
+def last_answers(db: Database, workflow: str) -> dict[str, str]:
     """Each respondent's last occurrence answered, by respondent."""
     rows = db.execute(
         f"select respondent, max(occurrence) from inbound where kind = ? and status in"
@@ -49,7 +46,7 @@ def last_answers(db: sqlite_utils.Database, workflow: str) -> dict[str, str]:
     return {r[0]: r[1] for r in rows}
 
 
-def open_help_requests(db: sqlite_utils.Database) -> list[tuple[str, str, str]]:
+def open_help_requests(db: Database) -> list[tuple[str, str, str]]:
     """(sender, subject, received_at) of help requests nobody answered yet."""
     return [
         (r[0], r[1], r[2])

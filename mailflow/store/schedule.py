@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-import sqlite_utils
-
-from .db import iso, transaction
+from .db import Database, iso, transaction
 from .states import Run
 
 
-def ran_at(db: sqlite_utils.Database, workflow: str, occurrence: str, step: str) -> str | None:
+def ran_at(db: Database, workflow: str, occurrence: str, step: str) -> str | None:
     """When a step of an occurrence ran and sent its mail; None when it did not (or skipped)."""
     row = db.execute(
         "select ran_at from runs where workflow = ? and occurrence = ? and step = ?"
@@ -21,9 +19,7 @@ def ran_at(db: sqlite_utils.Database, workflow: str, occurrence: str, step: str)
     return str(row[0]) if row else None
 
 
-def later_step(
-    db: sqlite_utils.Database, workflow: str, occurrence: str, due: dt.datetime
-) -> str | None:
+def later_step(db: Database, workflow: str, occurrence: str, due: dt.datetime) -> str | None:
     """A step of the occurrence due after ``due`` that already ran (or was skipped)."""
     row = db.execute(
         "select step from runs where workflow = ? and occurrence = ? and due_at > ? limit 1",
@@ -32,9 +28,7 @@ def later_step(
     return str(row[0]) if row else None
 
 
-def any_ran(
-    db: sqlite_utils.Database, workflow: str, occurrence: str, steps: tuple[str, ...] = ()
-) -> bool:
+def any_ran(db: Database, workflow: str, occurrence: str, steps: tuple[str, ...] = ()) -> bool:
     """Whether any step of an occurrence (or any of ``steps``) ran and sent its mail."""
     marks = ",".join("?" * len(steps))
     which = f" and step in ({marks})" if steps else ""
@@ -45,7 +39,7 @@ def any_ran(
     return row is not None
 
 
-def started(db: sqlite_utils.Database, workflow: str, occurrence: str) -> bool:
+def started(db: Database, workflow: str, occurrence: str) -> bool:
     row = db.execute(
         "select count(*) from runs where workflow = ? and occurrence = ?", [workflow, occurrence]
     ).fetchone()
@@ -53,7 +47,7 @@ def started(db: sqlite_utils.Database, workflow: str, occurrence: str) -> bool:
 
 
 def record_run(
-    db: sqlite_utils.Database, workflow: str, occurrence: str, step: str, due: dt.datetime,
+    db: Database, workflow: str, occurrence: str, step: str, due: dt.datetime,
     now: dt.datetime, status: str, note: str, reason: str,
 ) -> None:  # fmt: skip
     db.execute(
@@ -63,9 +57,7 @@ def record_run(
     )
 
 
-def runs_of(
-    db: sqlite_utils.Database, workflow: str, occurrence: str
-) -> list[tuple[str, str, str, str, str]]:
+def runs_of(db: Database, workflow: str, occurrence: str) -> list[tuple[str, str, str, str, str]]:
     """(step, status, ran_at, reason, note) of an occurrence, in due order."""
     return [
         tuple(r)
@@ -77,7 +69,7 @@ def runs_of(
     ]
 
 
-def done_since(db: sqlite_utils.Database, since: dt.datetime) -> set[tuple[str, str, str]]:
+def done_since(db: Database, since: dt.datetime) -> set[tuple[str, str, str]]:
     """(workflow, occurrence, step) of every run due since ``since``."""
     return {
         (w, o, s)
@@ -87,12 +79,12 @@ def done_since(db: sqlite_utils.Database, since: dt.datetime) -> set[tuple[str, 
     }
 
 
-def skipped_occurrences(db: sqlite_utils.Database) -> set[tuple[str, str]]:
+def skipped_occurrences(db: Database) -> set[tuple[str, str]]:
     return {(w, o) for w, o in db.execute("select workflow, occurrence from skipped_occurrences")}
 
 
 def skip_occurrence(
-    db: sqlite_utils.Database, workflow: str, occurrence: str, reason: str, now: dt.datetime
+    db: Database, workflow: str, occurrence: str, reason: str, now: dt.datetime
 ) -> None:
     db.execute(
         "insert or replace into skipped_occurrences (workflow, occurrence, reason, created_at)"
@@ -101,30 +93,30 @@ def skip_occurrence(
     )
 
 
-def setting(db: sqlite_utils.Database, key: str) -> str | None:
+def setting(db: Database, key: str) -> str | None:
     row = db.execute("select value from settings where key = ?", [key]).fetchone()
     return str(row[0]) if row else None
 
 
-def set_setting(db: sqlite_utils.Database, key: str, value: str, *, keep: bool = False) -> None:
+def set_setting(db: Database, key: str, value: str, *, keep: bool = False) -> None:
     """Store a setting; with ``keep``, only when it has no value yet."""
     verb = "insert or ignore" if keep else "insert or replace"
     with transaction(db):
         db.execute(f"{verb} into settings (key, value) values (?, ?)", [key, value])
 
 
-def clear_setting(db: sqlite_utils.Database, key: str) -> None:
+def clear_setting(db: Database, key: str) -> None:
     with transaction(db):
         db.execute("delete from settings where key = ?", [key])
 
 
-def before_install(db: sqlite_utils.Database, moment: dt.datetime) -> bool:
+def before_install(db: Database, moment: dt.datetime) -> bool:
     """Whether ``moment`` came before mailflow's first tick: occurrences then are history."""
     installed = setting(db, "installed_at")
     return installed is not None and moment < dt.datetime.fromisoformat(installed)
 
 
-def record_notice(db: sqlite_utils.Database, fields: tuple[str, ...], now: dt.datetime) -> bool:
+def record_notice(db: Database, fields: tuple[str, ...], now: dt.datetime) -> bool:
     """Keep a notice (key, kind, workflow, occurrence, step, reason, detail) unless its key
     exists; True when it is new."""
     cursor = db.execute(
@@ -135,7 +127,7 @@ def record_notice(db: sqlite_utils.Database, fields: tuple[str, ...], now: dt.da
     return bool(cursor.rowcount)
 
 
-def pending_notices(db: sqlite_utils.Database) -> list[tuple[str, ...]]:
+def pending_notices(db: Database) -> list[tuple[str, ...]]:
     """(id, key, kind, workflow, occurrence, step, reason, detail, created_at) not told yet."""
     return db.execute(
         "select id, key, kind, workflow, occurrence, step, reason, detail, created_at"
@@ -143,6 +135,6 @@ def pending_notices(db: sqlite_utils.Database) -> list[tuple[str, ...]]:
     ).fetchall()
 
 
-def notices_sent(db: sqlite_utils.Database, ids: list[int], now: dt.datetime) -> None:
+def notices_sent(db: Database, ids: list[int], now: dt.datetime) -> None:
     marks = ",".join("?" * len(ids))
     db.execute(f"update notices set sent_at = ? where id in ({marks})", [iso(now), *ids])
