@@ -13,6 +13,7 @@ import email.message
 import email.policy
 import itertools
 import os
+import shutil
 import subprocess
 import tempfile
 import uuid
@@ -257,3 +258,24 @@ def programme(
         return Programme(config, localmail, members, staff)
 
     return make
+
+
+CHROMIUM = "/usr/bin/chromium"
+# A real browser: Debian's chromium driven by Playwright (never its own download).
+# Set MAILFLOW_SCREENSHOTS to a folder to look at what the staff see (PNG files).
+SHOTS = os.environ.get("MAILFLOW_SCREENSHOTS")
+SCREENSHOTS = Path(SHOTS) if SHOTS else None
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    if shutil.which(CHROMIUM) is None:
+        pytest.fail("chromium is missing: run `bash .ci/setup` (Debian package chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield launched
+        launched.close()

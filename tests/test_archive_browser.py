@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,26 +19,8 @@ from urllib.parse import quote
 import pytest
 
 from .archive_support import PASSWORD, SECRET, Served, answered_friday
+from .conftest import SCREENSHOTS
 from .test_archive import _with_generated_secret
-
-CHROMIUM = "/usr/bin/chromium"
-# Set to a folder to look at what the staff see (the pages are written there as PNG).
-SHOTS = os.environ.get("MAILFLOW_SCREENSHOTS")
-SCREENSHOTS = Path(SHOTS) if SHOTS else None
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync"]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    if shutil.which(CHROMIUM) is None:
-        pytest.fail("chromium is missing: run `bash .ci/setup` (Debian package chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

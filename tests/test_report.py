@@ -6,10 +6,10 @@ import shutil
 
 from mailflow.localmail import clients
 
-from .conftest import ROOT, text_of
+from .conftest import ROOT, SCREENSHOTS, text_of
 
 
-def test_the_month_in_numbers_reaches_the_staff(programme, tmp_path):
+def test_the_month_in_numbers_reaches_the_staff(programme, tmp_path, browser):
     workflows = tmp_path / "workflows"
     workflows.mkdir()
     for name in ("retro", "report"):
@@ -41,5 +41,29 @@ def test_the_month_in_numbers_reaches_the_staff(programme, tmp_path):
     assert "Alpha, semaine 48 : un besoin du 2026-11-27" in text
     html = text_of(report, "html")
     assert html.count('class="bar"') == 4 and 'data-percent="67"' in html
+    _bars_drawn_to_scale(browser, html)
     preview = p.run("report", "--month", "2026-11", "--preview").output
     assert preview.startswith("(Ce récapitulatif est parti le") or "Le mois en chiffres" in preview
+
+
+def _bars_drawn_to_scale(browser, html: str) -> None:
+    """The weekly bars, as a mail client's HTML engine draws them: as wide as their share."""
+    page = browser.new_page(viewport={"width": 800, "height": 1200})
+    page.set_content(html)
+    bars = page.locator("td.bar")
+    widths = {}
+    for i in range(bars.count()):
+        box = bars.nth(i).bounding_box()
+        assert box is not None and box["height"] >= 10, box  # drawn, not collapsed
+        widths[int(bars.nth(i).get_attribute("data-percent"))] = box["width"]
+    assert sorted(widths) == [33, 67], widths  # 2 of 3 the first week, then 1 of 3
+    assert widths[67] > 1.9 * widths[33]
+    for percent, width in widths.items():
+        assert abs(width - 3 * percent) <= 3, (percent, width)  # 300 px for 100 %
+    alpha = page.locator("tr", has_text="Alpha").last.inner_text()
+    assert alpha.split() == ["Alpha", "✓", "✓", "✓", "✓", "4/4"], alpha
+    chart = page.locator("table.chart").bounding_box()
+    assert chart is not None and chart["width"] <= 800  # no sideways scrolling
+    if SCREENSHOTS:
+        page.screenshot(path=str(SCREENSHOTS / "monthly-report.png"), full_page=True)
+    page.close()

@@ -18,6 +18,7 @@ from typing import Any
 
 import jinja2
 import jinja2.bccache
+import markupsafe
 
 from .. import dates
 from ..errors import TemplateError
@@ -57,7 +58,11 @@ def short(value: str) -> str:
 
 
 def _printable(value: Any) -> Any:
-    return CONTROL.sub("", value) if isinstance(value, str) else value
+    # Markup (a template's own ``|safe`` text) is not what people wrote: a plain ``str``
+    # back from ``sub`` would be escaped again and show its entities.
+    if isinstance(value, markupsafe.Markup) or not isinstance(value, str):
+        return value
+    return CONTROL.sub("", value)
 
 
 class KeptCode(jinja2.BytecodeCache):
