@@ -84,24 +84,33 @@ def test_the_secrets_file_is_private_and_lists_what_the_config_names(tmp_path):
     assert stat.S_IMODE(secrets.stat().st_mode) == 0o600
     lines = secrets.read_text().splitlines()
     assignments = [line for line in lines if not line.startswith("#")]
-    assert assignments == ["MAILFLOW_IMAP_PASSWORD=", "MAILFLOW_SMTP_PASSWORD=", "MAILFLOW_SECRET="]
+    assert assignments == [
+        "MAILFLOW_IMAP_PASSWORD=", "MAILFLOW_SMTP_PASSWORD=", "MAILFLOW_SECRET=",
+        "MAILFLOW_ARCHIVE_PASSWORDS=", "MAILFLOW_ARCHIVE_SECRET=",
+    ]  # fmt: skip
     for line in assignments:
         assert lines[lines.index(line) - 1].startswith("# "), f"no comment before {line}"
     config = tomllib.loads((tmp_path / "mailflow.toml").read_text())
     named = {config["imap"]["password_env"], config["smtp"]["password_env"]}
     named.add(config["security"]["secret_env"])
+    archive = load_config(tmp_path / "mailflow.toml", env={}).archive  # [archive] is optional
+    assert archive is not None
+    named |= {archive.passwords_env, archive.secret_env}
     assert {line.split("=", 1)[0] for line in assignments} == named
 
 
 def test_the_secrets_file_follows_a_kept_config(tmp_path):
     (tmp_path / "mailflow.toml").write_text(
         '[imap]\npassword_env = "PROG_IMAP"\n[smtp]\npassword_env = "PROG_SMTP"\n'
+        '[archive]\npasswords_env = "PROG_ARCHIVE"\n'
     )
     output = init(str(tmp_path))
     assert "kept as it was: mailflow.toml" in output
     lines = (tmp_path / "secrets.env").read_text().splitlines()
     names = [line.split("=")[0] for line in lines if not line.startswith("#")]
-    assert names == ["PROG_IMAP", "PROG_SMTP", "MAILFLOW_SECRET"]
+    assert names == [
+        "PROG_IMAP", "PROG_SMTP", "MAILFLOW_SECRET", "PROG_ARCHIVE", "MAILFLOW_ARCHIVE_SECRET"
+    ]  # fmt: skip
 
 
 def test_init_with_the_service_database(tmp_path):

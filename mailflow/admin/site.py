@@ -30,6 +30,8 @@ DEFAULT_SECRET_NAMES = {
     "imap": "MAILFLOW_IMAP_PASSWORD",
     "smtp": "MAILFLOW_SMTP_PASSWORD",
     "secret": "MAILFLOW_SECRET",
+    "archive_passwords": "MAILFLOW_ARCHIVE_PASSWORDS",
+    "archive_secret": "MAILFLOW_ARCHIVE_SECRET",
 }
 
 
@@ -144,6 +146,8 @@ def _secrets(config: Path) -> str:
         "imap": ("imap", "password_env"),
         "smtp": ("smtp", "password_env"),
         "secret": ("security", "secret_env"),
+        "archive_passwords": ("archive", "passwords_env"),
+        "archive_secret": ("archive", "secret_env"),
     }.items():
         value = data.get(table, {}).get(item) if isinstance(data.get(table), dict) else None
         if isinstance(value, str) and value.isidentifier():
