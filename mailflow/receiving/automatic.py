@@ -3,7 +3,9 @@
 A bounce is recognised before an auto-reply, because some MTAs mark their delivery
 reports ``Auto-Submitted`` too. A human reply that carries service headers such as
 ``Feedback-ID`` or Exchange's ``X-Auto-Response-Suppress`` (a request *to* other
-auto-responders, not a sign of one) is not automatic.
+auto-responders, not a sign of one) is not automatic, and neither is ``Precedence: list``:
+it marks what a mailing list relayed (Sympa, Mailman), a person's mail as often as not,
+judged by its content like any other.
 """
 
 from __future__ import annotations
@@ -146,7 +148,7 @@ def classify(
         reason = f"Auto-Submitted: {auto_submitted}"
     elif any(headers.get(h) for h in ("x-autoreply", "x-autorespond", "x-autoresponder")):
         reason = "X-Autoreply header"
-    elif precedence in ("bulk", "junk", "list", "auto_reply"):
+    elif precedence in ("bulk", "junk", "auto_reply"):
         reason = f"Precedence: {precedence}"
     elif _is_report(msg, "disposition-notification"):
         reason = "read receipt"
