@@ -171,7 +171,7 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
     warnings.extend(body.warnings)
     verdict = automatic.classify(msg, headers, raw_headers, body.text)
     invitation = read_reply(body.calendars, author) if body.calendars else None
-    text, sections, fields = _content(body, spec, author_name, subject)
+    text, sections, fields = _content(body, spec, author_name, subject, "list-id" in raw_headers)
     if invitation is not None:
         # What the attendee wrote is their comment; the rest is the client's own wording.
         outlook = "microsoft" in invitation.producer.lower()
@@ -256,12 +256,13 @@ def parse_header(raw: bytes, unreadable: str, spec: SectionSpec | None = None) -
 
 
 def _content(
-    body: BodyText, spec: SectionSpec | None, sender_name: str, subject: str
+    body: BodyText, spec: SectionSpec | None, sender_name: str, subject: str, from_list: bool
 ) -> tuple[str, dict[str, str | None], dict[str, str | None]]:
     ctx = ReplyContext(
         sender_name=sender_name,
         is_forward=looks_forwarded(subject),
         is_heading=spec.is_heading if spec else ReplyContext().is_heading,
+        from_list=from_list,
     )
     text = extract_reply(body.text, ctx)
     if spec is None:
