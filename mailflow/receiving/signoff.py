@@ -49,7 +49,7 @@ _SIGNATURE_REST = re.compile(rf"^\s*{_NAME_WORD}(?:\s+{_NAME_WORD}){{0,3}}\s*(?:
 _CLOSING_SENTENCE = re.compile(
     r"^[-–—\s]*(?:n'h[ée]sitez pas|n'h[ée]site pas|je reste (?:[àa] (?:votre|ta) )?disposition"
     r"|nous restons [àa] (?:votre|ta) disposition|je suis disponible si"
-    r"|merci (?:d'avance |par avance |encore |beaucoup )?(?:pour|de) (?:votre|ton|vos|tes|la)"
+    r"|merci (?:d'avance |par avance |encore |beaucoup )?(?:pour|de) (?:votre|ton|vos|tes|la|le)"
     r" (?:aide|retour|soutien|lecture|attention|temps|patience|organisation|relance)"
     r"|let me know if|feel free to|don't hesitate to|do not hesitate to|happy to (?:help|chat)"
     r"|thanks? (?:you )?(?:in advance )?for (?:your|the) (?:help|support|time|patience|reading))"
@@ -68,6 +68,15 @@ _PHONE = re.compile(r"(?:\+\d{2}\s?\(?0?\)?|\b0)\s?[1-9](?:[\s.-]?\d{2}){4}\b|\+
 _CONTACT = re.compile(
     r"@[\w-]+\.|https?://|www\.|\b(?:t[ée]l|tel|mob|phone|fax|port)\b\.?\s*:?", re.I
 )
+# A whole message that only thanks or agrees: "Merci, c'est parfait !", "OK 👍", "Noted".
+_THANKS = re.compile(
+    r"^(?:merci|thanks?|thank you|many thanks|bien (?:not[ée]|re[çc]u)|c'est not[ée]|not[ée]"
+    r"|noted|got it|received|ok|okay|d'accord|parfait|perfect)\b(?P<rest>.{0,60})$"
+    r"|^(?:super|top|cool|g[ée]nial|nickel|great|excellent|yes|oui)?[\W_]*$",
+    re.I,
+)
+# What turns a thank-you into news: "Merci ! Petite correction : …".
+_NEWS = re.compile(r"correct|en fait|finalement|\bmais\b|\bbut\b|actually|update|oubli|forgot", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*•·‣◦▪►–—+]|\d{1,2}[.)])\s")
 
 
@@ -173,3 +182,10 @@ def _signature_block(rest: list[str], *, allow_plain: bool) -> bool:
     if any(_PHONE.search(r) or _CONTACT.search(r) for r in rest):
         return True
     return allow_plain and len(rest) <= 4 and all(len(r) <= 70 for r in rest)
+
+
+def is_thanks(text: str) -> bool:
+    """Whether a short text only thanks, acknowledges or agrees (a reply to a receipt)."""
+    plain = " ".join(text.split())
+    found = _THANKS.match(plain)
+    return found is not None and not _NEWS.search(found.group("rest") or "")
