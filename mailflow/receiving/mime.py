@@ -268,6 +268,11 @@ def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] 
         # when there is no usable plain text (converting is the costly part of parsing).
         ordered = sorted(children, key=lambda c: c.get_content_type() != "text/plain")
         for child in ordered:
+            if child.get_content_type() in _CALENDARS:  # an invitation's answer: read it too
+                _leaf(child, body)
+        for child in ordered:
+            if child.get_content_type() in _CALENDARS:
+                continue
             result = _collect(child, body, depth + 1)
             if result and result[0].strip():
                 return result
