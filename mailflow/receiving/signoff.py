@@ -34,7 +34,10 @@ _CLOSING_PHRASE = (
     r"|(?:have|enjoy) (?:a )?(?:nice|great|good|lovely) (?:day|week-?end|weekend|evening)"
     r"|(?:have|enjoy) your week-?end|talk soon|speak soon|take care|see you(?: soon| next week)?)"
 )
-_TO_ALL = r"(?: [àa] (?:vous|tous|toutes|toi|toutes et [àa] tous|tous et [àa] toutes)| all)?"
+_TO_ALL = (
+    r"(?: [àa] (?:vous|tous|toutes|toi|toutes et [àa] tous|tous et [àa] toutes|tout le monde"
+    r"|toute l'[ée]quipe|toute la promo(?:tion)?|toute la cohorte)| all| everyone| to all)?"
+)
 _PUNCT = r"(?:[,.!…]|:\)|;\)|[\U0001f300-\U0001faff\u2600-\u27bf]\ufe0f?)"
 # One or more closing phrases ("Merci et bon week-end à tous"), then punctuation.
 _CLOSING = re.compile(
@@ -76,7 +79,9 @@ _THANKS = re.compile(
     re.I,
 )
 # What turns a thank-you into news: "Merci ! Petite correction : …".
-_NEWS = re.compile(r"correct|en fait|finalement|\bmais\b|\bbut\b|actually|update|oubli|forgot", re.I)
+_NEWS = re.compile(
+    r"correct|en fait|finalement|\bmais\b|\bbut\b|actually|update|oubli|forgot", re.I
+)
 _BULLET = re.compile(r"^\s*(?:[-*•·‣◦▪►–—+]|\d{1,2}[.)])\s")
 
 
