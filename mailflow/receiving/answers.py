@@ -167,8 +167,10 @@ def judge(
     if parsed.automatic == "bounce":
         return _bounce(db, parsed)
     if parsed.automatic:
-        until = {"absent_until": parsed.absent_until} if parsed.absent_until else None
-        return Verdict("auto_reply", "recorded", data=until)
+        data: dict[str, object] | None = None
+        if parsed.absent_until:
+            data = {"absent_until": parsed.absent_until}
+        return Verdict("auto_reply", "recorded", data=data)
     if parsed.calendar_reply:
         # An answer to an invitation, never to a request: kept for what it says.
         return Verdict("reply", "recorded", data={"calendar_reply": parsed.calendar_reply})

@@ -18,6 +18,7 @@ from .mime import addresses, decode_header
 from .sections import normalize
 
 BOUNCE = "bounce"
+_DSN = "message/delivery-status"
 AUTO_REPLY = "auto-reply"
 
 _DAEMONS = re.compile(
@@ -120,8 +121,8 @@ def classify(
     own = {a.lower() for _, a in addresses(_header(raw_headers, "to"))} | {sender_address.lower()}
 
     reason = ""
-    if _is_report(msg, "delivery-status") or any(
-        p.get_content_type() == "message/delivery-status" for p in msg.walk()
+    if _is_report(msg, "delivery-status") or (
+        msg.is_multipart() and any(p.get_content_type() == _DSN for p in msg.walk())
     ):
         reason = "delivery status report"
     elif headers.get("x-failed-recipients"):

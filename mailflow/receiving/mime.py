@@ -15,12 +15,13 @@ import binascii
 import email
 import email.message
 import email.utils
+import functools
 import quopri
 import re
 from dataclasses import dataclass, field
 
 from .armour import strip_armour
-from .bounded import MAX_DEPTH, MAX_FIELD, is_attachment, read_message
+from .bounded import CALENDARS, MAX_DEPTH, MAX_FIELD, is_attachment, is_tnef, read_message
 from .htmltext import html_to_text
 
 Message = email.message.Message
@@ -42,8 +43,7 @@ _SIGNATURES = frozenset({
     "application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature",
 })  # fmt: skip
 _OPAQUE = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
-_CALENDARS = frozenset({"text/calendar", "application/ics"})
-_TNEF = frozenset({"application/ms-tnef", "application/vnd.ms-tnef"})
+_TEXTS = frozenset({"text/plain", "text/html"})
 _CID_REF = re.compile(r"cid:([^\s\"'<>()]+)", re.I)
 
 
@@ -144,12 +144,45 @@ def addresses(value: str) -> list[tuple[str, str]]:
     ``=?utf-8?q?Soizic_=3Csoizic=40programme.test=3E?=`` stays a name and never becomes
     the address; only the names are decoded.
     """
+    return list(_addresses(value)) if value else []
+
+
+@functools.lru_cache(maxsize=1024)  # a message reads its From and To more than once
+def _addresses(value: str) -> tuple[tuple[str, str], ...]:
+    unfolded = unfold(value)
+    pairs = _simple_addresses(unfolded)
+    if pairs is None:
+        pairs = email.utils.getaddresses([unfolded])
     result = []
-    for name, addr in email.utils.getaddresses([unfold(value)]):
+    for name, addr in pairs:
         addr = addr.strip().strip("<>")
         if "@" in addr:
             result.append((decode_header(name).strip(), addr))
-    return result
+    return tuple(result)
+
+
+# "Name <a@b>" and "a@b", the forms nearly every header has, read without the stdlib's
+# character-by-character parser; anything with quotes, comments, groups or routes is
+# left to it.
+_SIMPLE_ADDRESS = re.compile(
+    r"\s*(?:(?P<name>[^<>@,;:\"()\[\]\\]*?)\s*<(?P<angle>[^<>@\s,;:\"()\[\]\\]+@[^<>@\s,;:\"()\[\]\\]+)>"
+    r"|(?P<bare>[^<>@\s,;:\"()\[\]\\]+@[^<>@\s,;:\"()\[\]\\]+))\s*"
+)
+
+
+def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
+    pairs = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        m = _SIMPLE_ADDRESS.fullmatch(item)
+        if m is None:
+            return None
+        if m.group("bare"):
+            pairs.append(("", m.group("bare")))
+        else:
+            pairs.append((" ".join(m.group("name").split()), m.group("angle")))
+    return pairs
 
 
 def _payload_bytes(part: Message, warnings: list[str]) -> bytes:
@@ -221,7 +254,7 @@ def _leaf_text(part: Message, body: BodyText) -> tuple[str, bool] | None:
     """(text, came from HTML) for a text/plain or text/html leaf, None for anything else."""
     ctype = part.get_content_type()
     left = MAX_TEXT - body.read
-    if ctype not in ("text/plain", "text/html") or is_attachment(part) or left <= 0:
+    if ctype not in _TEXTS or left <= 0:
         return None
     data = _payload_bytes(part, body.warnings)
     text, warning = decode_bytes(data, part.get_content_charset())
@@ -268,10 +301,10 @@ def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] 
         # when there is no usable plain text (converting is the costly part of parsing).
         ordered = sorted(children, key=lambda c: c.get_content_type() != "text/plain")
         for child in ordered:
-            if child.get_content_type() in _CALENDARS:  # an invitation's answer: read it too
+            if child.get_content_type() in CALENDARS:  # an invitation's answer: read it too
                 _leaf(child, body)
         for child in ordered:
-            if child.get_content_type() in _CALENDARS:
+            if child.get_content_type() in CALENDARS:
                 continue
             result = _collect(child, body, depth + 1)
             if result and result[0].strip():
@@ -289,19 +322,21 @@ def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] 
 def _leaf(part: Message, body: BodyText) -> tuple[str, bool] | None:
     """A part that is not a multipart: its text, or what it is noted as."""
     ctype = part.get_content_type()
+    if ctype in _TEXTS and _disposition(part) != "attachment":
+        return _leaf_text(part, body)  # the common case, without reading file names
     if ctype in _SIGNATURES:
         return None
     if ctype in _OPAQUE:
         body.warnings.append(f"{ctype} part (S/MIME signed or encrypted): not read")
         return None
     name = filename(part)
-    if ctype in _CALENDARS:
+    if ctype in CALENDARS:
         text, _ = decode_bytes(_payload_bytes(part, body.warnings), part.get_content_charset())
         body.calendars.append(text[:MAX_TEXT])
         if name:  # an .ics file sent with the mail; an alternative of the text has no name
             body.attachments.append(name)
         return None
-    if ctype in _TNEF or (name or "").lower() == "winmail.dat":
+    if is_tnef(part):
         from .tnef import read_tnef  # rare: its library is loaded only for Outlook's containers
 
         read_tnef(_payload_bytes(part, body.warnings), body)

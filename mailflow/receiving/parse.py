@@ -13,7 +13,7 @@ import datetime as dt
 import email.utils
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from . import absence, automatic, lists
@@ -73,7 +73,13 @@ class ParsedMessage:
         return tuple(seen)
 
     def to_json(self) -> dict[str, Any]:
-        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        # Shallow, field by field: asdict's deep copy cost more than the rest of storing it.
+        data = {}
+        for f in _FIELDS:
+            value = getattr(self, f)
+            data[f] = list(value) if isinstance(value, tuple) else value
+        for key in ("sections", "fields", "calendar_reply"):
+            data[key] = dict(data[key]) if data[key] is not None else None
         data["from"] = data.pop("from_address")
         order = ["message_id", "from", "author", "from_name", "subject", "date", "automatic",
                  "bounced_recipient", "calendar_reply", "absent_until", "text", "sections",
@@ -89,6 +95,9 @@ class ParsedMessage:
             if isinstance(value, list):
                 data[key] = tuple(value)
         return cls(**data)
+
+
+_FIELDS = tuple(f.name for f in fields(ParsedMessage))
 
 
 def display(text: str, cut: bool = False) -> str:

@@ -116,7 +116,8 @@ _QUOTE_PREFIX = re.compile(r"^\s*(>\s?)+")
 
 def _clean(text: str) -> list[str]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = text.translate(_INVISIBLE).translate(_SPACES)
+    if not text.isascii():
+        text = text.translate(_INVISIBLE).translate(_SPACES)
     return [line.rstrip() for line in text.split("\n")]
 
 

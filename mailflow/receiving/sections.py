@@ -8,6 +8,7 @@ colon, a parenthetical such as "(facultatif)", and content on the same line.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ _PUNCTUATION = re.compile(r"[\s.!?:;,/*_•\-–—]+")
 _MAX_HEADING_WORDS = 7
 
 
+@functools.lru_cache(maxsize=8192)  # the same lines (a quoted request) come back often
 def normalize(text: str) -> str:
     """Lower case, no accents, typographic apostrophes made plain, spaces collapsed."""
     if text.isascii():
