@@ -8,7 +8,8 @@ that a reply states, in French or English: "jusqu'au 4 janvier 2027 (inclus)" an
 Monday 4 January" on the 3rd, "du 21/12/2026 au 03/01/2027" on the 3rd. Numeric dates
 are read day-first, as the programme's French writers (and most non-US English ones)
 write them; a date without a year is the next such day on or after the message's date
-(and, when a weekday is given, the one falling on that weekday).
+(and, when a weekday is given, the one falling on that weekday in the coming months; a
+wrong weekday does not move the date by a year).
 
 Own rules rather than a date library: the phrasing ("jusqu'au", "de retour", "du … au")
 has to be ours anyway, and the dates these replies give are a small grammar; dateparser
@@ -81,7 +82,10 @@ _RETURN = re.compile(
     rf"\s+(?:(?:le|on|a partir du|des le|from|the|a compter du)\s+)*{_DATE}"
 )
 _AWAY = re.compile(
-    r"\b(?:(?:je suis|je serai|nous sommes|actuellement|suis)\s+(?:actuellement\s+)?"
+    # "Je serai absente vendredi" announces an absence in an answer; "je suis absente"
+    # and "je serai absente jusqu'au…" are the out-of-office's own words.
+    r"\bje serai (?:absente?|en conges?) (?:jusqu|du \d|a partir|a compter)"
+    r"|\b(?:(?:je suis|nous sommes|actuellement|suis)\s+(?:actuellement\s+)?"
     r"(?:absente?|en conges?|en vacances|en deplacement|en formation|en mission|hors du bureau"
     r"|en conge (?:maternite|paternite|parental|maladie)|en arret|indisponible)"
     r"|absente? (?:du bureau|jusqu|du \d|a partir|pour (?:conges|vacances))"
@@ -165,7 +169,7 @@ def _next(day: int, month: int, weekday: int | None, sent: dt.date) -> dt.date |
         except ValueError:
             continue
     future = [c for c in candidates if c >= sent - dt.timedelta(days=7)]
-    if weekday is not None:
-        matching = [c for c in future if c.weekday() == weekday]
+    if weekday is not None:  # it tells the year only among the coming months
+        matching = [c for c in future if c.weekday() == weekday and (c - sent).days <= 200]
         future = matching or future
     return future[0] if future else None
