@@ -39,9 +39,9 @@ class ReplyContext:
     from_list: bool = False  # relayed by a mailing list, which may append its footer
 
 
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u2060\ufeff\u00ad"), None)
+_INVISIBLE_CHARS = "\u200b\u200c\u2060\ufeff\u00ad"
 # Tabs stay: "Victoires<TAB>la convention…" (and a table cell) separates a heading.
-_SPACES = dict.fromkeys(map(ord, "\u00a0\u202f\u2007\u2009\u3000"), " ")
+_SPACE_CHARS = "\u00a0\u202f\u2007\u2009\u3000"
 
 _LABELS = (
     r"from|de|von|sent|envoy[ée]|envoy[ée] par|date|to|[àa]|pour|cc|cci|bcc|copie [àa]"
@@ -117,7 +117,13 @@ _QUOTE_PREFIX = re.compile(r"^\s*(>\s?)+")
 def _clean(text: str) -> list[str]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.isascii():
-        text = text.translate(_INVISIBLE).translate(_SPACES)
+        # str.replace per character present: translate() with a table is ten times slower.
+        for ch in _INVISIBLE_CHARS:
+            if ch in text:
+                text = text.replace(ch, "")
+        for ch in _SPACE_CHARS:
+            if ch in text:
+                text = text.replace(ch, " ")
     return [line.rstrip() for line in text.split("\n")]
 
 
@@ -174,6 +180,9 @@ def _attribution_at(lines: list[str], i: int) -> int:
     """How many lines (0, 1 or 2) form an attribution line starting at ``i``."""
     line = lines[i].strip()
     if not line or len(line) > 300 or _quoted(line):
+        return 0
+    # Every form has a colon: at its end, or ("Message du 27/11/26 09:00") in its time.
+    if ":" not in line and not (i + 1 < len(lines) and lines[i + 1].rstrip().endswith(":")):
         return 0
     if _DATED_FROM.match(line) or _MESSAGE_OF.match(line):
         return 1
@@ -331,7 +340,7 @@ def _tail_cut(lines: list[str], ctx: ReplyContext) -> int | None:
             while above >= 0 and re.fullmatch(r"\s*[-_=*~#]*\s*", lines[above]):
                 above -= 1
             return above + 1
-    return tail_cut(lines, ctx.is_heading, ctx.sender_name)
+    return tail_cut(lines, ctx.is_heading, ctx.sender_name, last_heading)
 
 
 def extract_reply(text: str, ctx: ReplyContext | None = None) -> str:

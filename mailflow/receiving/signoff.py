@@ -12,6 +12,7 @@ is never touched: a bullet, a heading and the lines under it are not sign-offs.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Callable
@@ -89,22 +90,23 @@ def _plain(line: str) -> str:
     return normalize("".join(ch for ch in line if unicodedata.category(ch)[0] in "LNZP"))
 
 
-def name_variants(name: str) -> set[str]:
+@functools.lru_cache(maxsize=256)
+def name_variants(name: str) -> frozenset[str]:
     """How a person signs: the whole name, each part, first name and initial, initials."""
     name = re.sub(r"[\"'()]", "", name).strip()
     name = re.sub(r"\s+(?:via|de la part de)\s.*$", "", name, flags=re.I)
     if not name or "@" in name:
-        return set()
+        return frozenset()
     words = [w for w in re.split(r"[\s,]+", name) if w]
     variants = {name, *(w for w in words if len(w) > 1)}
     if len(words) > 1:
         first, last = words[0], words[-1]
         variants |= {f"{first} {last[0]}.", f"{first} {last[0]}", f"{last} {first}"}
         variants |= {f"{last[0]}{first[0]}", f"{first[0]}{last[0]}", f"{first[0]}.{last[0]}."}
-    return {normalize(v) for v in variants}
+    return frozenset(normalize(v) for v in variants)
 
 
-def _is_name(line: str, names: set[str]) -> bool:
+def _is_name(line: str, names: frozenset[str]) -> bool:
     plain = _plain(line).strip(" -,.!")
     if not plain or len(plain) > 40:
         return False
@@ -118,13 +120,22 @@ def _is_name(line: str, names: set[str]) -> bool:
     )
 
 
-def tail_cut(lines: list[str], is_heading: Callable[[str], bool], sender_name: str) -> int | None:
-    """Where the sign-off at the end of ``lines`` starts, or None when there is none."""
+def tail_cut(
+    lines: list[str],
+    is_heading: Callable[[str], bool],
+    sender_name: str,
+    last_heading: int | None = None,
+) -> int | None:
+    """Where the sign-off at the end of ``lines`` starts, or None when there is none.
+
+    ``last_heading``: the index of the last heading line, when the caller knows it.
+    """
     nonempty = [i for i, line in enumerate(lines) if line.strip()]
     if not nonempty:
         return None
     names = name_variants(sender_name)
-    last_heading = max((i for i in nonempty if is_heading(lines[i])), default=-1)
+    if last_heading is None:
+        last_heading = max((i for i in nonempty if is_heading(lines[i])), default=-1)
     for i in nonempty[-8:]:
         if i <= last_heading:
             continue
@@ -138,7 +149,7 @@ def _sign_off_at(
     lines: list[str],
     i: int,
     nonempty: list[int],
-    names: set[str],
+    names: frozenset[str],
     is_heading: Callable[[str], bool],
 ) -> bool:
     stripped = lines[i].strip()
