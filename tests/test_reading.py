@@ -235,3 +235,16 @@ def test_boundaries_match_as_the_compiled_pattern_does():
                 for group in ("end", "ws", "linesep"):
                     assert expected.group(group) == got.group(group), (sep, line, group)
     assert shim.compile(r"\d+").match("12")  # any other pattern: the real one
+
+
+def test_a_parse_stored_before_authors_were_read_still_loads():
+    from mailflow.receiving.parse import ParsedMessage, parse_message
+
+    data = parse_message((ROOT / "tests/corpus/10-outlook-fr-signoff-disclaimer.eml").read_bytes())
+    stored = {
+        k: v for k, v in data.to_json().items()
+        if k not in ("author", "calendar_reply", "absent_until")
+    }  # fmt: skip
+    loaded = ParsedMessage.from_json(stored)
+    assert loaded.author == loaded.from_address == "marie.dupont@numerique.gouv.test"
+    assert loaded.calendar_reply is None and loaded.absent_until is None

@@ -188,11 +188,7 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
         sections, fields = _empty(spec, "section"), _empty(spec, "field")
     elif verdict.kind is None and _away(text, sections, fields):
         verdict = automatic.Classification(automatic.AUTO_REPLY, None, "out-of-office text")
-    until = None
-    if verdict.kind == automatic.AUTO_REPLY:
-        sent = dt.date.fromisoformat(date[:10]) if date else None
-        found = absence.absent_until([text, subject, body.text], sent)
-        until = found.isoformat() if found else None
+    until = _absent_until(verdict, [text, subject, body.text], date)
     if verdict.kind is not None:
         sections, fields = _empty(spec, "section"), _empty(spec, "field")
     return ParsedMessage(
@@ -229,6 +225,16 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
         from_html=body.from_html,
         warnings=tuple(warnings),
     )
+
+
+def _absent_until(
+    verdict: automatic.Classification, texts: list[str], date: str | None
+) -> str | None:
+    """The last day of absence an auto-reply gives (ISO date), years read from its Date."""
+    if verdict.kind != automatic.AUTO_REPLY:
+        return None
+    found = absence.absent_until(texts, dt.date.fromisoformat(date[:10]) if date else None)
+    return found.isoformat() if found else None
 
 
 def _away(text: str, sections: dict[str, str | None], fields: dict[str, str | None]) -> bool:
