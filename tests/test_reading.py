@@ -16,6 +16,7 @@ from mailflow.receiving.absence import absent_until, looks_away
 from mailflow.receiving.bounded import _FeedparserRe
 from mailflow.receiving.calendar import read_reply
 from mailflow.receiving.lists import author
+from mailflow.receiving.parse import ParsedMessage, parse_message
 from mailflow.receiving.reply import ReplyContext, extract_reply
 from mailflow.receiving.signoff import is_thanks
 
@@ -238,8 +239,6 @@ def test_boundaries_match_as_the_compiled_pattern_does():
 
 
 def test_a_parse_stored_before_authors_were_read_still_loads():
-    from mailflow.receiving.parse import ParsedMessage, parse_message
-
     data = parse_message((ROOT / "tests/corpus/10-outlook-fr-signoff-disclaimer.eml").read_bytes())
     stored = {
         k: v for k, v in data.to_json().items()
