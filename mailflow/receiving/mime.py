@@ -299,12 +299,14 @@ def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] 
     if subtype == "alternative":
         # The plain alternative keeps the ">" quoting: prefer it, and convert HTML only
         # when there is no usable plain text (converting is the costly part of parsing).
-        ordered = sorted(children, key=lambda c: c.get_content_type() != "text/plain")
-        for child in ordered:
-            if child.get_content_type() in CALENDARS:  # an invitation's answer: read it too
+        typed = sorted(
+            ((c.get_content_type(), c) for c in children), key=lambda t: t[0] != "text/plain"
+        )
+        for ctype, child in typed:
+            if ctype in CALENDARS:  # an invitation's answer: read it too
                 _leaf(child, body)
-        for child in ordered:
-            if child.get_content_type() in CALENDARS:
+        for ctype, child in typed:
+            if ctype in CALENDARS:
                 continue
             result = _collect(child, body, depth + 1)
             if result and result[0].strip():
