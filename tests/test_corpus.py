@@ -22,7 +22,8 @@ from .conftest import CORPUS, ROOT, corpus_files
 
 SPEC = collect_spec(ROOT / "workflows")
 CONTRACT_KEYS = {
-    "message_id", "from", "subject", "automatic", "bounced_recipient", "text", "sections",
+    "message_id", "from", "author", "subject", "automatic", "bounced_recipient",
+    "calendar_reply", "absent_until", "attachments", "text", "sections",
 }  # fmt: skip
 SECTIONS = ("victories", "difficulties", "needs")
 
@@ -45,6 +46,12 @@ def test_corpus_message(path: Path) -> None:
     assert result["automatic"] == automatic, where
     if expect.get("bounced_recipient"):
         assert result["bounced_recipient"] == expect["bounced_recipient"], where
+    # Keys a message may leave out of its sidecar: then the author is From, and a message
+    # is no calendar reply, states no absence and has no attachment.
+    assert result["author"] == (expect.get("author") or expect["from"] or None), where
+    assert result["calendar_reply"] == (expect.get("calendar_reply") or None), where
+    assert result["absent_until"] == (expect.get("absent_until") or None), where
+    assert result["attachments"] == expect.get("attachments", []), where
 
     text = result["text"]
     for phrase in expect.get("text_contains", []):

@@ -2,7 +2,8 @@
 
 String literals of mailflow's modules (docstrings apart) must not carry French words or
 accented letters. The modules that recognise what people wrote (attributions, signatures,
-footers, disclaimers of French mail clients) are exempt: they read, they write nothing.
+sign-offs, footers, disclaimers of French mail clients, out-of-office dates) are exempt:
+they read, they write nothing.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ FRENCH = re.compile(
     r"|bonjour|merci|rappel|besoins|victoires|difficultés)\b",
     re.IGNORECASE,
 )
-READERS = {"receiving/reply.py", "receiving/automatic.py", "receiving/sections.py"}
+READERS = {
+    "receiving/reply.py",
+    "receiving/automatic.py",
+    "receiving/sections.py",
+    "receiving/signoff.py",
+    "receiving/absence.py",
+}
 
 
 def _strings(path):

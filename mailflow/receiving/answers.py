@@ -35,6 +35,7 @@ from ..sending import suppression, tokens
 from ..sending.outbox import Outgoing, iso, queue
 from ..store.db import Database, now_utc, transaction
 from .parse import ParsedMessage
+from .signoff import is_thanks
 
 if TYPE_CHECKING:
     from .alias import Handled
@@ -146,7 +147,7 @@ def _receipt(
     if not workflow.acknowledge or not verdict.respondent or not verdict.occurrence:
         return None
     answer = Answer(
-        workflow, verdict.occurrence, verdict.respondent, (parsed.from_address or "").lower(),
+        workflow, verdict.occurrence, verdict.respondent, author(parsed),
         parsed.from_name, message, verdict.data or {}, verdict.status == "late",
     )  # fmt: skip
     try:
@@ -159,13 +160,19 @@ def _receipt(
 def judge(
     db: Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
 ) -> Verdict:
-    sender = (parsed.from_address or "").lower()
+    sender = author(parsed)
     if parsed.unreadable:
         return _unreadable(db, collecting, secret, parsed)
     if parsed.automatic == "bounce":
         return _bounce(db, parsed)
     if parsed.automatic:
-        return Verdict("auto_reply", "recorded")
+        data: dict[str, object] | None = None
+        if parsed.absent_until:
+            data = {"absent_until": parsed.absent_until}
+        return Verdict("auto_reply", "recorded", data=data)
+    if parsed.calendar_reply:
+        # An answer to an invitation, never to a request: kept for what it says.
+        return Verdict("reply", "recorded", data={"calendar_reply": parsed.calendar_reply})
     token = tokens.first_token(secret, parsed.thread_ids)
     if token is not None:
         workflow = collecting.get(token.workflow)
@@ -202,7 +209,7 @@ def _unreadable(
     if token is not None and token.workflow in collecting and token.recipient[:2] in ("d-", "s-"):
         return Verdict("answer", "unreadable", token.workflow, token.occurrence, token.recipient,
                        "token", data)  # fmt: skip
-    defis = defis_of(db, (parsed.from_address or "").lower())
+    defis = defis_of(db, author(parsed))
     found = _latest_request(db, collecting, defi_respondent(defis[0])) if len(defis) == 1 else None
     if found:
         workflow, occurrence = found
@@ -259,8 +266,9 @@ def _answer(
         "sections": sections, "fields": fields, "text": parsed.text,
         "from_name": parsed.from_name,
     }  # fmt: skip
-    empty = not any(sections.values()) and not any(fields.values())
-    if empty and _answered(db, workflow.name, occurrence, respondent):
+    headed = any(sections.values()) or any(fields.values())
+    previous = None if headed else _previous(db, workflow.name, occurrence, respondent)
+    if previous is not None and not _replaces(parsed.text, previous):
         # "Merci !" in answer to a receipt: a conversation, not a new (empty) answer.
         return Verdict("reply", "recorded", workflow.name, occurrence, respondent, via)
     if sender not in respondent_addresses(db, respondent):
@@ -271,13 +279,33 @@ def _answer(
     return Verdict("answer", status, workflow.name, occurrence, respondent, via, data)
 
 
-def _answered(db: Database, workflow: str, occurrence: str, respondent: str) -> bool:
+def _previous(
+    db: Database, workflow: str, occurrence: str, respondent: str
+) -> dict[str, object] | None:
+    """The data of the respondent's latest answer for this occurrence, if any."""
     row = db.execute(
-        "select 1 from inbound where kind = 'answer' and status in ('counted', 'late')"
-        " and workflow = ? and occurrence = ? and respondent = ? limit 1",
+        "select data from inbound where kind = 'answer' and status in ('counted', 'late')"
+        " and workflow = ? and occurrence = ? and respondent = ?"
+        " order by received_at desc, message desc limit 1",
         [workflow, occurrence, respondent],
     ).fetchone()
-    return row is not None
+    return None if row is None else dict(json.loads(row[0] or "{}"))
+
+
+def _replaces(text: str, previous: dict[str, object]) -> bool:
+    """Whether a message without headings is a new answer replacing ``previous``.
+
+    Only when the first answer had no headings either (a correction of free text by
+    free text), and the new text says something beyond thanks.
+    """
+    earlier = [previous.get("sections"), previous.get("fields")]
+    earlier_headed = any(any(part.values()) for part in earlier if isinstance(part, dict))
+    return not earlier_headed and bool(text.strip()) and not is_thanks(text)
+
+
+def author(parsed: ParsedMessage) -> str:
+    """The address answers are attributed to: the message's author (see ``lists``)."""
+    return (parsed.author or parsed.from_address or "").lower()
 
 
 def digest_done(db: Database, workflow: Workflow, occurrence: str) -> bool:
@@ -298,7 +326,7 @@ def _record(
         "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
         " respondent, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
         [
-            message, iso(now), verdict.kind, verdict.status, (parsed.from_address or "").lower(),
+            message, iso(now), verdict.kind, verdict.status, author(parsed),
             verdict.workflow, verdict.occurrence, verdict.respondent, verdict.via,
             json.dumps(verdict.data, ensure_ascii=False) if verdict.data else None,
         ],

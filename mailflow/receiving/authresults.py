@@ -24,6 +24,18 @@ if TYPE_CHECKING:
     from ..config import Security
 
 _RESULT = re.compile(r"^\s*(dkim|spf|dmarc)\s*=\s*([a-z]+)", re.I)
+_KEYWORD = r"[A-Za-z0-9](?:[A-Za-z0-9_-]*[A-Za-z0-9])?"
+_QUOTED = r'"(?:[^"\\]|\\.)*"'
+_TOKEN = r'[^\s()<>@,;:\\"/\[\]?=]+'  # RFC 2045: an encoded word's "=" and "?" are not in it
+_PVALUE = rf'(?:{_QUOTED}[^\s";()]*|[^\s";()]+)'
+_AUTHSERV = re.compile(rf"^\s*(?:{_TOKEN}|{_QUOTED})(?:\s+\d+)?\s*$")
+# method[/version]=result, then reason=… and ptype.property=… (and, as Exchange writes,
+# other keyword=value pairs such as "action=none").
+_RESINFO = re.compile(
+    rf"^\s*{_KEYWORD}(?:\s*/\s*\d+)?\s*=\s*{_KEYWORD}"
+    rf"(?:\s+{_KEYWORD}(?:\.{_KEYWORD})?\s*=\s*{_PVALUE})*\s*$"
+)
+_ENCODED_WORD = re.compile(r"=\?[^?\s]+\?[bBqQ]\?")
 _PROPERTY = re.compile(
     r"(?:^|\s)(header\.d|header\.i|header\.from|smtp\.mailfrom)\s*=\s*(\"[^\"]*\"\S*|[^\s;]+)", re.I
 )
@@ -63,6 +75,9 @@ def check(headers: tuple[str, ...], from_address: str, trusted: tuple[str, ...])
     if not headers:
         return Verdict(False, "missing", "no Authentication-Results header")
     trusted_ids = {t.lower() for t in trusted}
+    headers = tuple(h for h in headers if well_formed(h))
+    if not headers:
+        return Verdict(False, "missing", "no Authentication-Results header that parses")
     chosen = next((h for h in headers if _authserv(h) in trusted_ids), None)
     if chosen is None:
         names = ", ".join(sorted({_authserv(h) for h in headers}))
@@ -115,6 +130,19 @@ def authorise(
     if told.ok:
         return replace(told, signature=dkimcheck.replay_key(dkimcheck.signatures(raw or b"")))
     return Verdict(False, own.reason, f"{own.detail}; {told.detail}")
+
+
+def well_formed(header: str) -> bool:
+    """Whether a raw header value parses as RFC 8601's ``authres-payload``."""
+    if _ENCODED_WORD.search(header):
+        return False
+    parts = _split(header)
+    if not _AUTHSERV.match(parts[0]):
+        return False
+    results = [p for p in parts[1:] if p.strip()]
+    if len(results) == 1 and results[0].strip().lower() == "none":
+        return True
+    return all(_RESINFO.match(p) for p in results)
 
 
 def _split(header: str) -> list[str]:

@@ -3,7 +3,9 @@
 A bounce is recognised before an auto-reply, because some MTAs mark their delivery
 reports ``Auto-Submitted`` too. A human reply that carries service headers such as
 ``Feedback-ID`` or Exchange's ``X-Auto-Response-Suppress`` (a request *to* other
-auto-responders, not a sign of one) is not automatic.
+auto-responders, not a sign of one) is not automatic, and neither is ``Precedence: list``:
+it marks what a mailing list relayed (Sympa, Mailman), a person's mail as often as not,
+judged by its content like any other.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from .mime import addresses, decode_header
 from .sections import normalize
 
 BOUNCE = "bounce"
+_DSN = "message/delivery-status"
 AUTO_REPLY = "auto-reply"
 
 _DAEMONS = re.compile(
@@ -118,8 +121,8 @@ def classify(
     own = {a.lower() for _, a in addresses(_header(raw_headers, "to"))} | {sender_address.lower()}
 
     reason = ""
-    if _is_report(msg, "delivery-status") or any(
-        p.get_content_type() == "message/delivery-status" for p in msg.walk()
+    if _is_report(msg, "delivery-status") or (
+        msg.is_multipart() and any(p.get_content_type() == _DSN for p in msg.walk())
     ):
         reason = "delivery status report"
     elif headers.get("x-failed-recipients"):
@@ -146,7 +149,7 @@ def classify(
         reason = f"Auto-Submitted: {auto_submitted}"
     elif any(headers.get(h) for h in ("x-autoreply", "x-autorespond", "x-autoresponder")):
         reason = "X-Autoreply header"
-    elif precedence in ("bulk", "junk", "list", "auto_reply"):
+    elif precedence in ("bulk", "junk", "auto_reply"):
         reason = f"Precedence: {precedence}"
     elif _is_report(msg, "disposition-notification"):
         reason = "read receipt"

@@ -2,7 +2,8 @@
 
 Blockquotes become ``> `` prefixed lines, so that quoted history in HTML-only mail is
 recognised by the same rules as in plain text; lists keep their bullets and numbers;
-paragraphs, ``<br>`` and table rows keep their line breaks.
+paragraphs, ``<br>`` and table rows keep their line breaks, and cells of a row are
+separated by a tab (Outlook's tables of headings and answers read as "heading<TAB>answer").
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class _TextBuilder(HTMLParser):
         elif tag in _BLOCK:
             self.newline()
         elif tag in ("td", "th") and self.line.strip():
-            self.write(" ")
+            self.write("\t")  # a column of headings, a column of answers: a tab between
         if tag == "hr":
             self.newline()
 

@@ -15,11 +15,13 @@ import binascii
 import email
 import email.message
 import email.utils
+import functools
 import quopri
 import re
 from dataclasses import dataclass, field
 
-from .bounded import MAX_DEPTH, MAX_FIELD, is_attachment, read_message
+from .armour import strip_armour
+from .bounded import CALENDARS, MAX_DEPTH, MAX_FIELD, is_attachment, is_tnef, read_message
 from .htmltext import html_to_text
 
 Message = email.message.Message
@@ -36,6 +38,13 @@ _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]+")
 _TEXT_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]+")  # all but tab and newline
 _BASE64_JUNK = re.compile(rb"[^A-Za-z0-9+/=]+")
 _FOLD = re.compile(r"\r?\n[ \t]+")
+# A signature is proof, not content; a calendar part is read for itself (``calendar``).
+_SIGNATURES = frozenset({
+    "application/pkcs7-signature", "application/x-pkcs7-signature", "application/pgp-signature",
+})  # fmt: skip
+_OPAQUE = frozenset({"application/pkcs7-mime", "application/x-pkcs7-mime"})
+_TEXTS = frozenset({"text/plain", "text/html"})
+_CID_REF = re.compile(r"cid:([^\s\"'<>()]+)", re.I)
 
 
 @dataclass
@@ -47,6 +56,11 @@ class BodyText:
     attachments: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     read: int = 0  # characters of text read so far, up to MAX_TEXT
+    calendars: list[str] = field(default_factory=list)  # text/calendar parts (iMIP)
+    # Index in ``attachments`` of parts with a Content-ID: inline images when the HTML
+    # body refers to them, then not attachments.
+    cids: dict[int, str] = field(default_factory=dict)
+    fallback: list[str] = field(default_factory=list)  # text only a TNEF container holds
 
 
 def decode_bytes(data: bytes, charset: str | None = None) -> tuple[str, str | None]:
@@ -130,12 +144,45 @@ def addresses(value: str) -> list[tuple[str, str]]:
     ``=?utf-8?q?Soizic_=3Csoizic=40programme.test=3E?=`` stays a name and never becomes
     the address; only the names are decoded.
     """
+    return list(_addresses(value)) if value else []
+
+
+@functools.lru_cache(maxsize=1024)  # a message reads its From and To more than once
+def _addresses(value: str) -> tuple[tuple[str, str], ...]:
+    unfolded = unfold(value)
+    pairs = _simple_addresses(unfolded)
+    if pairs is None:
+        pairs = email.utils.getaddresses([unfolded])
     result = []
-    for name, addr in email.utils.getaddresses([unfold(value)]):
+    for name, addr in pairs:
         addr = addr.strip().strip("<>")
         if "@" in addr:
             result.append((decode_header(name).strip(), addr))
-    return result
+    return tuple(result)
+
+
+# "Name <a@b>" and "a@b", the forms nearly every header has, read without the stdlib's
+# character-by-character parser; anything with quotes, comments, groups or routes is
+# left to it.
+_SIMPLE_ADDRESS = re.compile(
+    r"\s*(?:(?P<name>[^<>@,;:\"()\[\]\\]*?)\s*<(?P<angle>[^<>@\s,;:\"()\[\]\\]+@[^<>@\s,;:\"()\[\]\\]+)>"
+    r"|(?P<bare>[^<>@\s,;:\"()\[\]\\]+@[^<>@\s,;:\"()\[\]\\]+))\s*"
+)
+
+
+def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
+    pairs = []
+    for item in value.split(","):
+        if not item.strip():
+            continue
+        m = _SIMPLE_ADDRESS.fullmatch(item)
+        if m is None:
+            return None
+        if m.group("bare"):
+            pairs.append(("", m.group("bare")))
+        else:
+            pairs.append((" ".join(m.group("name").split()), m.group("angle")))
+    return pairs
 
 
 def _payload_bytes(part: Message, warnings: list[str]) -> bytes:
@@ -207,7 +254,7 @@ def _leaf_text(part: Message, body: BodyText) -> tuple[str, bool] | None:
     """(text, came from HTML) for a text/plain or text/html leaf, None for anything else."""
     ctype = part.get_content_type()
     left = MAX_TEXT - body.read
-    if ctype not in ("text/plain", "text/html") or is_attachment(part) or left <= 0:
+    if ctype not in _TEXTS or left <= 0:
         return None
     data = _payload_bytes(part, body.warnings)
     text, warning = decode_bytes(data, part.get_content_charset())
@@ -224,6 +271,7 @@ def _leaf_text(part: Message, body: BodyText) -> tuple[str, bool] | None:
         params = {k.lower(): v.lower() for k, v in part.get_params() or [] if isinstance(v, str)}
         if params.get("format") == "flowed":
             text = _unflow(text[: 2 * left], params.get("delsp") == "yes")
+        text = strip_armour(text)
         from_html = False
     if len(text) > left:
         body.warnings.append(f"text longer than {MAX_TEXT:,} characters: the rest not read")
@@ -240,19 +288,26 @@ def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] 
         if part.get_content_maintype() == "multipart":
             body.warnings.append("multipart without its boundary: read as plain text")
             return _unbounded_multipart(part, body)
-        if is_attachment(part) or part.get_content_maintype() not in ("text",):
-            name = part.get_filename()
-            if name:
-                body.attachments.append(decode_header(name))
-            return None
-        return _leaf_text(part, body)
+        return _leaf(part, body)
+    if part.get_content_maintype() == "message" and _disposition(part) == "attachment":
+        name = filename(part) or _attached_subject(part)
+        if name:
+            body.attachments.append(name)
+        return None
     children = [c for c in part.get_payload() if isinstance(c, email.message.Message)]
     subtype = part.get_content_subtype()
     if subtype == "alternative":
         # The plain alternative keeps the ">" quoting: prefer it, and convert HTML only
         # when there is no usable plain text (converting is the costly part of parsing).
-        ordered = sorted(children, key=lambda c: c.get_content_type() != "text/plain")
-        for child in ordered:
+        typed = sorted(
+            ((c.get_content_type(), c) for c in children), key=lambda t: t[0] != "text/plain"
+        )
+        for ctype, child in typed:
+            if ctype in CALENDARS:  # an invitation's answer: read it too
+                _leaf(child, body)
+        for ctype, child in typed:
+            if ctype in CALENDARS:
+                continue
             result = _collect(child, body, depth + 1)
             if result and result[0].strip():
                 return result
@@ -264,6 +319,81 @@ def _collect(part: Message, body: BodyText, depth: int = 0) -> tuple[str, bool] 
     if not texts:
         return None
     return "\n\n".join(t for t, _ in texts), any(h for _, h in texts)
+
+
+def _leaf(part: Message, body: BodyText) -> tuple[str, bool] | None:
+    """A part that is not a multipart: its text, or what it is noted as."""
+    ctype = part.get_content_type()
+    if ctype in _TEXTS and _disposition(part) != "attachment":
+        return _leaf_text(part, body)  # the common case, without reading file names
+    if ctype in _SIGNATURES:
+        return None
+    if ctype in _OPAQUE:
+        body.warnings.append(f"{ctype} part (S/MIME signed or encrypted): not read")
+        return None
+    name = filename(part)
+    if ctype in CALENDARS:
+        text, _ = decode_bytes(_payload_bytes(part, body.warnings), part.get_content_charset())
+        body.calendars.append(text[:MAX_TEXT])
+        if name:  # an .ics file sent with the mail; an alternative of the text has no name
+            body.attachments.append(name)
+        return None
+    if is_tnef(part):
+        from .tnef import read_tnef  # rare: its library is loaded only for Outlook's containers
+
+        read_tnef(_payload_bytes(part, body.warnings), body)
+        return None
+    if is_attachment(part) or part.get_content_maintype() != "text":
+        if name:
+            cid = str(part.get("Content-ID", "")).strip().strip("<>")
+            if cid and _disposition(part) != "attachment":
+                body.cids[len(body.attachments)] = cid
+            body.attachments.append(name)
+        return None
+    return _leaf_text(part, body)
+
+
+def _disposition(part: Message) -> str:
+    return str(part.get("Content-Disposition", "")).split(";", 1)[0].strip().lower()
+
+
+def filename(part: Message) -> str:
+    """A part's file name as its sender wrote it: RFC 2231 and RFC 2047 names decoded."""
+    try:
+        name = part.get_filename()  # RFC 2231 (name*=utf-8''…, continuations) handled here
+    except (LookupError, ValueError, TypeError):
+        name = None
+    if not name:
+        return ""
+    if not name.isascii():
+        # compat32 keeps undecodable bytes of an RFC 2231 name as they came: recover them.
+        name = decode_bytes(name.encode("utf-8", "surrogateescape"))[0]
+    return decode_header(name)
+
+
+def _attached_subject(part: Message) -> str:
+    """The name a mail client gives an attached message without a file name."""
+    inner = part.get_payload()
+    if isinstance(inner, list) and inner and isinstance(inner[0], email.message.Message):
+        subject = decode_header(inner[0].get("Subject", ""))
+        return f"{subject or 'message'}.eml"
+    return ""
+
+
+def _drop_inline_images(msg: Message, body: BodyText) -> None:
+    """Parts with a Content-ID the HTML body refers to are inline images, not attachments."""
+    html = []
+    for part in msg.walk():
+        if part.get_content_type() == "text/html":
+            text = decode_bytes(_payload_bytes(part, []), part.get_content_charset())[0]
+            html.append(text[:MAX_HTML])
+    referenced = {m.group(1) for m in _CID_REF.finditer("\n".join(html))}
+    body.attachments = [
+        name
+        for i, name in enumerate(body.attachments)
+        if i not in body.cids or body.cids[i] not in referenced
+    ]
+    body.cids = {}
 
 
 def _unbounded_multipart(part: Message, body: BodyText) -> tuple[str, bool]:
@@ -287,9 +417,13 @@ def body_text(msg: Message) -> BodyText:
     except Exception as e:  # a malformed structure must not lose the rest of the message
         body.warnings.append(f"body could not be fully decoded: {type(e).__name__}: {e}")
         result = None
+    if not (result and result[0].strip()) and body.fallback:
+        result = "\n\n".join(body.fallback), False
     if result:
         body.text, body.from_html = result
         body.text = _TEXT_CONTROL.sub("", body.text)
+    if body.cids:
+        _drop_inline_images(msg, body)
     for defect in getattr(msg, "defects", []):
         body.warnings.append(f"MIME defect: {type(defect).__name__}")
     return body

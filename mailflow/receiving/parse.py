@@ -9,15 +9,17 @@ gives what the header alone says of a message that could not be read, and why.
 
 from __future__ import annotations
 
+import datetime as dt
 import email.utils
 import re
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
-from . import automatic
+from . import absence, automatic, lists
 from .bounded import MAX_FIELD, MAX_FIELDS, MAX_HEADER, CappedMessage, read_message
-from .mime import BodyText, addresses, body_text, decode_header
+from .calendar import read_reply
+from .mime import BodyText, addresses, body_text, decode_header, unfold
 from .reply import ReplyContext, extract_reply, looks_forwarded
 from .sections import SectionSpec
 
@@ -35,6 +37,8 @@ class ParsedMessage:
     from_name: str
     subject: str
     date: str | None
+    # The person who wrote it: From, or the author a mailing list moved out of From.
+    author: str | None = None
     senders: tuple[str, ...] = ()  # every address of every From header (one, normally)
     to: tuple[str, ...] = ()
     cc: tuple[str, ...] = ()
@@ -49,6 +53,9 @@ class ParsedMessage:
     text: str = ""
     sections: dict[str, str | None] = field(default_factory=dict)
     fields: dict[str, str | None] = field(default_factory=dict)
+    # {"uid", "attendee", "partstat"} of a reply to a calendar invitation (iMIP).
+    calendar_reply: dict[str, str] | None = None
+    absent_until: str | None = None  # ISO date: the last day of absence an auto-reply gives
     attachments: tuple[str, ...] = ()
     authentication_results: tuple[str, ...] = ()
     from_html: bool = False
@@ -66,20 +73,31 @@ class ParsedMessage:
         return tuple(seen)
 
     def to_json(self) -> dict[str, Any]:
-        data = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        # Shallow, field by field: asdict's deep copy cost more than the rest of storing it.
+        data = {}
+        for f in _FIELDS:
+            value = getattr(self, f)
+            data[f] = list(value) if isinstance(value, tuple) else value
+        for key in ("sections", "fields", "calendar_reply"):
+            data[key] = dict(data[key]) if data[key] is not None else None
         data["from"] = data.pop("from_address")
-        order = ["message_id", "from", "from_name", "subject", "date", "automatic",
-                 "bounced_recipient", "text", "sections", "fields"]  # fmt: skip
+        order = ["message_id", "from", "author", "from_name", "subject", "date", "automatic",
+                 "bounced_recipient", "calendar_reply", "absent_until", "text", "sections",
+                 "fields", "attachments"]  # fmt: skip
         return {k: data[k] for k in order} | {k: v for k, v in data.items() if k not in order}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ParsedMessage:
         data = dict(data)
         data["from_address"] = data.pop("from")
+        data.setdefault("author", data["from_address"])  # stored before authors were read
         for key, value in data.items():
             if isinstance(value, list):
                 data[key] = tuple(value)
         return cls(**data)
+
+
+_FIELDS = tuple(f.name for f in fields(ParsedMessage))
 
 
 def display(text: str, cut: bool = False) -> str:
@@ -152,21 +170,34 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
         warnings.append("no usable From header")
     subject = display(_first(headers, "subject"), "subject" in msg.capped)
     name = display(sender[0][0], "from" in msg.capped) if sender else ""
+    from_address = sender[0][1] if sender else None
+    author, author_name = lists.author(raw_headers, from_address, name)
     message_ids = _MSGID.findall(_first(headers, "message-id"))
     if not message_ids:
         warnings.append("no Message-ID header")
+    date = _date(_first(headers, "date"), warnings)
     body = body_text(msg)
     warnings.extend(body.warnings)
     verdict = automatic.classify(msg, headers, raw_headers, body.text)
-    text, sections, fields = _content(body, spec, name, subject)
+    invitation = read_reply(body.calendars, author) if body.calendars else None
+    text, sections, fields = _content(body, spec, author_name, subject, "list-id" in raw_headers)
+    if invitation is not None:
+        # What the attendee wrote is their comment; the rest is the client's own wording.
+        outlook = "microsoft" in invitation.producer.lower()
+        text = invitation.comment or (text if outlook else "")
+        sections, fields = _empty(spec, "section"), _empty(spec, "field")
+    elif verdict.kind is None and _away(text, sections, fields):
+        verdict = automatic.Classification(automatic.AUTO_REPLY, None, "out-of-office text")
+    until = _absent_until(verdict, [text, subject, body.text], date)
     if verdict.kind is not None:
         sections, fields = _empty(spec, "section"), _empty(spec, "field")
     return ParsedMessage(
         message_id=message_ids[0] if message_ids else None,
-        from_address=sender[0][1] if sender else None,
+        from_address=from_address,
         from_name=name,
         subject=subject,
-        date=_date(_first(headers, "date"), warnings),
+        date=date,
+        author=author,
         senders=tuple(a for _, a in senders),
         to=tuple(a for _, a in addresses(", ".join(raw_headers.get("to", [])))),
         cc=tuple(a for _, a in addresses(", ".join(raw_headers.get("cc", [])))),
@@ -185,11 +216,30 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
         text=text,
         sections=sections,
         fields=fields,
+        calendar_reply=invitation.as_json() if invitation else None,
+        absent_until=until,
         attachments=tuple(display(a) for a in body.attachments),
-        authentication_results=tuple(headers.get("authentication-results", [])),
+        # Read raw, never decoded: an encoded word is no authserv-id (RFC 8601), and
+        # decoding one would let a sender write the trusted server's name unseen by it.
+        authentication_results=tuple(map(unfold, raw_headers.get("authentication-results", []))),
         from_html=body.from_html,
         warnings=tuple(warnings),
     )
+
+
+def _absent_until(
+    verdict: automatic.Classification, texts: list[str], date: str | None
+) -> str | None:
+    """The last day of absence an auto-reply gives (ISO date), years read from its Date."""
+    if verdict.kind != automatic.AUTO_REPLY:
+        return None
+    found = absence.absent_until(texts, dt.date.fromisoformat(date[:10]) if date else None)
+    return found.isoformat() if found else None
+
+
+def _away(text: str, sections: dict[str, str | None], fields: dict[str, str | None]) -> bool:
+    """An out-of-office without any automatic marker: short, no section, says "away"."""
+    return not any(sections.values()) and not any(fields.values()) and absence.looks_away(text)
 
 
 def _cut_headers(msg: CappedMessage) -> list[str]:
@@ -221,12 +271,13 @@ def parse_header(raw: bytes, unreadable: str, spec: SectionSpec | None = None) -
 
 
 def _content(
-    body: BodyText, spec: SectionSpec | None, sender_name: str, subject: str
+    body: BodyText, spec: SectionSpec | None, sender_name: str, subject: str, from_list: bool
 ) -> tuple[str, dict[str, str | None], dict[str, str | None]]:
     ctx = ReplyContext(
         sender_name=sender_name,
         is_forward=looks_forwarded(subject),
         is_heading=spec.is_heading if spec else ReplyContext().is_heading,
+        from_list=from_list,
     )
     text = extract_reply(body.text, ctx)
     if spec is None:

@@ -15,12 +15,12 @@ caller passes ``is_heading`` so that quoted headings can be recognised.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .mime import MAX_TEXT
 from .sections import normalize
+from .signoff import tail_cut
 
 MAX_TAIL_PASSES = 10  # sign-off, then footer, then signature…: a few passes at most
 
@@ -36,10 +36,12 @@ class ReplyContext:
     sender_name: str = ""
     is_forward: bool = False
     is_heading: Callable[[str], bool] = field(default=_never)
+    from_list: bool = False  # relayed by a mailing list, which may append its footer
 
 
-_INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u2060\ufeff\u00ad"), None)
-_SPACES = dict.fromkeys(map(ord, "\u00a0\u202f\u2007\u2009\u3000\t"), " ")
+_INVISIBLE_CHARS = "\u200b\u200c\u2060\ufeff\u00ad"
+# Tabs stay: "Victoires<TAB>la convention…" (and a table cell) separates a heading.
+_SPACE_CHARS = "\u00a0\u202f\u2007\u2009\u3000"
 
 _LABELS = (
     r"from|de|von|sent|envoy[ée]|envoy[ée] par|date|to|[àa]|pour|cc|cci|bcc|copie [àa]"
@@ -83,22 +85,6 @@ _BREVITY = re.compile(
     r"(veuillez |merci d')?excuse[rz]? (ma|la) bri[èe]vet[ée]|please excuse (my |the )?brevity",
     re.I,
 )
-_CLOSING = re.compile(
-    r"^[-–—\s]*(bien |tr[èe]s |tr[eè]s bien )?(cordialement|amicalement|sinc[èe]rement|salutations"
-    r"|[àa] (tr[èe]s )?bient[ôo]t|[àa] plus|a\+|bises|biz|amiti[ée]s|bien [àa] (vous|toi|tous)"
-    r"|belle (journ[ée]e|soir[ée]e|semaine|fin de (journ[ée]e|semaine))( [àa] (vous|tous|toutes))?"
-    r"|bonne (journ[ée]e|soir[ée]e|semaine|fin de (journ[ée]e|semaine)|continuation|lecture)"
-    r"( [àa] (vous|tous|toutes))?"
-    r"|bon (week-?end|vendredi|courage)( [àa] (vous|tous|toutes))?"
-    r"|merci( beaucoup| bien| encore| d'avance| par avance| [àa] (vous|tous|toi))?"
-    r"|(best|kind|warm|many)? ?regards|best( wishes)?|cheers|all the best|thanks( a lot| again)?"
-    r"|thank you|many thanks|have a (nice|great|good) (day|week-?end|weekend)|talk soon|take care)"
-    # A name may follow a closing ("Cordialement, Marie Dupont") only after punctuation.
-    r"\s*(?:(?:[,.!…]|:\)|;\))+\s*(?:\S+(?:\s\S+){0,2})?)?\s*$",
-    re.I,
-)
-# Any language's sign-off has the same shape: one to three words and a comma, near the end.
-_SIGN_OFF_SHAPE = re.compile(r"^[-–—\s]*[^\W\d_][\w'’-]*(?:\s[\w'’-]+){0,2}\s*,\s*$")
 _DISCLAIMER = re.compile(
     r"(ce (message|courriel|mail|e-?mail)( electronique)?( et (toutes )?(les|ses) pieces jointes)?"
     r".{0,80}(confidenti|destine|intention exclusive|exclusivement)"
@@ -117,12 +103,27 @@ _DISCLAIMER_HINT = re.compile(
     re.I,
 )
 _SIG_DASH = re.compile(r"^\s*--\s*$")
+_RULE = re.compile(r"^\s*(?:[-_=*~]{3,}|--)\s*$")
+# What Sympa's and Mailman's footers say (their default wording and the usual custom ones).
+_LIST_FOOTER = re.compile(
+    r"mailing list|liste de diffusion|unsubscribe|d[ée]sabonn|d[ée]sinscri|listinfo|/sympa/"
+    r"|/mailman/|-leave@|-request@|vous recevez ce (?:message|mail|courriel)"
+    r"|you (?:are receiving|received) this|abonn[ée]\(?e?\)?s? [àa] la liste|subscribed to",
+    re.I,
+)
 _QUOTE_PREFIX = re.compile(r"^\s*(>\s?)+")
 
 
 def _clean(text: str) -> list[str]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = text.translate(_INVISIBLE).translate(_SPACES)
+    if not text.isascii():
+        # str.replace per character present: translate() with a table is ten times slower.
+        for ch in _INVISIBLE_CHARS:
+            if ch in text:
+                text = text.replace(ch, "")
+        for ch in _SPACE_CHARS:
+            if ch in text:
+                text = text.replace(ch, " ")
     return [line.rstrip() for line in text.split("\n")]
 
 
@@ -179,6 +180,9 @@ def _attribution_at(lines: list[str], i: int) -> int:
     """How many lines (0, 1 or 2) form an attribution line starting at ``i``."""
     line = lines[i].strip()
     if not line or len(line) > 300 or _quoted(line):
+        return 0
+    # Every form has a colon: at its end, or ("Message du 27/11/26 09:00") in its time.
+    if ":" not in line and not (i + 1 < len(lines) and lines[i + 1].rstrip().endswith(":")):
         return 0
     if _DATED_FROM.match(line) or _MESSAGE_OF.match(line):
         return 1
@@ -279,35 +283,6 @@ def _fold(line: str) -> str:
     return normalize(line) if not line.isascii() else line.lower()
 
 
-def _plain(line: str) -> str:
-    return normalize("".join(ch for ch in line if unicodedata.category(ch)[0] in "LNZP"))
-
-
-def _short_tail(lines: list[str], start: int, ctx: ReplyContext, limit: int = 7) -> bool:
-    """True when everything from ``start`` looks like a signature: few, short, no heading."""
-    rest = [line for line in lines[start:] if line.strip()]
-    return len(rest) <= limit and all(len(x) <= 90 and not ctx.is_heading(x) for x in rest)
-
-
-def _name_lines(lines: list[str], start: int) -> bool:
-    """At most three short lines, such as a name and a title, after a sign-off."""
-    rest = [line for line in lines[start:] if line.strip()]
-    return len(rest) <= 3 and all(len(line.strip()) <= 40 for line in rest)
-
-
-def _name_variants(name: str) -> set[str]:
-    name = re.sub(r"[\"'()]", "", name).strip()
-    if not name or "@" in name:
-        return set()
-    words = name.split()
-    variants = {name, words[0]}
-    if len(words) > 1:
-        variants.add(f"{words[0]} {words[-1][0]}.")
-        variants.add(f"{words[0]} {words[-1][0]}")
-        variants.add(f"{words[-1]} {words[0]}")
-    return {normalize(v) for v in variants}
-
-
 def _drop_tail(lines: list[str], ctx: ReplyContext) -> list[str]:
     """Signatures, sign-offs, footers and disclaimers at the end of the sender's text."""
     for _ in range(MAX_TAIL_PASSES):
@@ -325,12 +300,32 @@ def _is_footer(line: str) -> bool:
     return bool(_FOOTER.match(line.strip()) or _BREVITY.search(line))
 
 
+def _list_footer(lines: list[str], last_heading: int) -> int | None:
+    """Where the footer a list appended starts: its last paragraph saying how to leave it."""
+    end = len(lines)
+    start = end
+    while start > 0 and lines[start - 1].strip() and not _RULE.match(lines[start - 1]):
+        start -= 1
+    block = lines[start:end]
+    if start <= last_heading or not block or len(block) > 6:
+        return None
+    if not any(_LIST_FOOTER.search(line) for line in block):
+        return None
+    while start > 0 and (_RULE.match(lines[start - 1]) or not lines[start - 1].strip()):
+        start -= 1
+    return start
+
+
 def _tail_cut(lines: list[str], ctx: ReplyContext) -> int | None:
     last_heading = max((i for i, line in enumerate(lines) if ctx.is_heading(line)), default=-1)
 
     def no_heading_after(i: int) -> bool:
         return i >= last_heading
 
+    if ctx.from_list:
+        cut = _list_footer(lines, last_heading)
+        if cut is not None:
+            return cut
     for i, line in enumerate(lines):
         if _SIG_DASH.match(line) and no_heading_after(i):
             return i
@@ -345,19 +340,7 @@ def _tail_cut(lines: list[str], ctx: ReplyContext) -> int | None:
             while above >= 0 and re.fullmatch(r"\s*[-_=*~#]*\s*", lines[above]):
                 above -= 1
             return above + 1
-    names = _name_variants(ctx.sender_name)
-    nonempty = [i for i, line in enumerate(lines) if line.strip()]
-    for i in nonempty[-8:]:
-        stripped = lines[i].strip()
-        closing = _CLOSING.match(stripped) and not ctx.is_heading(stripped)
-        named = names and len(stripped) < 60 and _plain(stripped).strip(" -,.") in names
-        if (closing or named) and _short_tail(lines, i + 1, ctx, limit=7 if closing else 5):
-            return i
-        # Not the first line: "Bonjour," has the same shape and opens the message.
-        shaped = i in nonempty[-4:] and i != nonempty[0] and _SIGN_OFF_SHAPE.match(stripped)
-        if shaped and not ctx.is_heading(stripped) and _name_lines(lines, i + 1):
-            return i
-    return None
+    return tail_cut(lines, ctx.is_heading, ctx.sender_name, last_heading)
 
 
 def extract_reply(text: str, ctx: ReplyContext | None = None) -> str:

@@ -8,6 +8,7 @@ colon, a parenthetical such as "(facultatif)", and content on the same line.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -16,12 +17,13 @@ from ..tomltable import KEY, Table
 
 _PARENTHETICAL = re.compile(r"\s*[(\[][^)\]]*[)\]]\s*")
 _NUMBERING = re.compile(r"^(?:\(?\d{1,2}\s*[.)\-]|\(?[ivx]{1,4}[.)]|\(?[a-h][.)])\s+", re.I)
-_COLON = re.compile(r"\s*[:：]\s*")
+_COLON = re.compile(r"[ \t]*[:：]\s*|[ ]*\t+\s*")  # a colon, or a tab as in a table
 _MARKUP = "#*_~`>+-–—•‣◦▪▫►▶→⇒➜➤·|=\"'“”«»"
 _PUNCTUATION = re.compile(r"[\s.!?:;,/*_•\-–—]+")
 _MAX_HEADING_WORDS = 7
 
 
+@functools.lru_cache(maxsize=8192)  # the same lines (a quoted request) come back often
 def normalize(text: str) -> str:
     """Lower case, no accents, typographic apostrophes made plain, spaces collapsed."""
     if text.isascii():
@@ -37,6 +39,10 @@ def _is_decoration(ch: str) -> bool:
         return True
     category = unicodedata.category(ch)
     return category in ("So", "Sk", "Cs", "Co") or "\U0001f000" <= ch <= "\U0001faff"
+
+
+def _is_emoji(ch: str) -> bool:
+    return "\U0001f000" <= ch <= "\U0001faff" or unicodedata.category(ch) == "So"
 
 
 def _strip_decorations(text: str, *, trailing: bool = True) -> str:
@@ -123,10 +129,19 @@ class SectionSpec:
         head = _strip_decorations(_PARENTHETICAL.sub(" ", parts[0]))
         key = self._lookup(normalize(head), has_colon)
         if key is None:
-            return None
+            return self._match_emoji(body) if not has_colon else None
         # Only markdown emphasis closing the heading is dropped: the answer keeps its emoji.
         rest = parts[1].strip().strip("*_").strip() if has_colon else ""
         return HeadingMatch(key, rest)
+
+    def _match_emoji(self, body: str) -> HeadingMatch | None:
+        """ "Victoires 🎉 la convention est signée": an emoji after a heading ends it."""
+        i = next((k for k, ch in enumerate(body) if k and _is_emoji(ch)), None)
+        if i is None:
+            return None
+        key = self._index.get(normalize(_strip_decorations(body[:i])))
+        rest = _strip_decorations(body[i:], trailing=False).strip()
+        return HeadingMatch(key, rest) if key is not None else None
 
     def is_heading(self, line: str) -> bool:
         return self.match(line) is not None
