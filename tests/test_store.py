@@ -10,10 +10,6 @@ from .conftest import ROOT
 
 PACKAGE = ROOT / "mailflow"
 SQL_CALLS = {"execute", "executemany", "executescript", "query"}
-# Modules whose SQL moves to the store once the changes under way in them are merged.
-NOT_YET = {"receiving/answers.py", "receiving/alias.py"}
-# Modules kept only for those two, which still import from them.
-SHIMS = {"sending/outbox.py", "sending/suppression.py"}
 
 
 def _executors(tree: ast.Module) -> set[str]:
@@ -58,7 +54,7 @@ def _modules() -> list[tuple[str, str]]:
     found = []
     for path in sorted(PACKAGE.rglob("*.py")):
         name = path.relative_to(PACKAGE).as_posix()
-        if not name.startswith("store/") and name not in NOT_YET:
+        if not name.startswith("store/"):
             found.append((name, path.read_text()))
     return found
 
@@ -81,32 +77,6 @@ def test_no_sql_outside_the_store() -> None:
     assert len(modules) > 50  # the walk found the package
     found = {name: lines for name, source in modules if (lines := sql_calls(source))}
     assert found == {}
-
-
-def test_the_modules_not_moved_yet_still_exist() -> None:
-    """An exemption lasts only while it is needed: once their SQL has moved, ``NOT_YET``
-    shrinks (and the shims go)."""
-    for name in NOT_YET:
-        assert sql_calls((PACKAGE / name).read_text()), f"{name} has no SQL left: drop it"
-
-
-def test_the_shims_are_imported_by_the_modules_not_moved_only() -> None:
-    importers = {
-        name
-        for name, source in _modules()
-        for node in ast.walk(ast.parse(source))
-        if isinstance(node, ast.ImportFrom)
-        and (
-            (node.module or "").endswith(("sending.outbox", "sending.suppression"))
-            or (
-                (node.module or "").endswith("sending")
-                and {a.name for a in node.names} & {"outbox", "suppression"}
-            )
-        )
-    }
-    assert importers == set()
-    for name in SHIMS:
-        assert (PACKAGE / name).exists()
 
 
 def test_a_respondent_says_what_it_names() -> None:

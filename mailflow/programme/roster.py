@@ -42,10 +42,6 @@ from ..store.outgoing import lift_unlisted
 from ..store.states import Respondent
 from ..tomltable import ADDRESS, ID, LANGUAGE, Table
 
-# The receiving modules ``answers`` and ``alias`` still look people up through here.
-defis_of = people.defis_of
-is_staff = people.is_staff
-
 
 @dataclass(frozen=True)
 class Member:
@@ -228,10 +224,6 @@ def stored_roster(db: Database) -> Roster:
         Mentor(row[0], row[1], tuple(filter(None, row[2].split(",")))) for row in people.mentors(db)
     )
     return Roster(defis, staff, mentors)
-
-
-# Kept for the receiving modules ``answers`` and ``alias``; ``Respondent.defi`` elsewhere.
-defi_respondent = Respondent.defi
 
 
 def respondent_addresses(db: Database, respondent: str) -> set[str]:

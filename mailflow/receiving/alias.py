@@ -26,13 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..config import Config
-from ..programme.roster import defi_respondent, defis_of, is_staff
 from ..programme.workflow import Workflow
 from ..sending import tokens
 from ..sending.compose import Mailer
-from ..sending.outbox import Outgoing, iso
-from ..store import commandlog
+from ..store import commandlog, desk, people
 from ..store.db import Database
+from ..store.outgoing import Outgoing
+from ..store.states import Respondent
 from . import authresults
 from .commands import (
     Command,
@@ -41,8 +41,6 @@ from .commands import (
     Request,
     Vocabulary,
     parse_command,
-    settle_requests,
-    waiting_requests,
 )
 from .parse import ParsedMessage
 
@@ -88,7 +86,7 @@ class Desk:
             a.lower() for a in (*parsed.to, *parsed.cc)
         }
         staff = bool(sender) and (
-            is_staff(db, sender) or sender == self.config.addresses.sender.lower()
+            people.is_staff(db, sender) or sender == self.config.addresses.sender.lower()
         )
         if not (to_alias or staff):
             return None
@@ -96,20 +94,20 @@ class Desk:
         if token is not None and (not to_alias or token.recipient[:2] in ("d-", "s-")):
             return None  # an answer to a workflow mail, alias in copy or not: the workflow's
         command = parse_command(parsed.subject, parsed.text, self.vocabulary)
-        if command is not None and to_alias and is_staff(db, sender):
+        if command is not None and to_alias and people.is_staff(db, sender):
             # Only a staff address can give a command (which its authentication must then
             # confirm): anyone else writing a keyword to the alias is asking for help.
             return self._command(db, message, parsed, command, sender, now)
 
         def settle(ids: list[int]) -> Callable[[Database], list[Outgoing]]:
             def act(d: Database) -> list[Outgoing]:
-                settle_requests(d, ids, sender, now)
+                desk.settle_requests(d, ids, sender, now)
                 return []
 
             return act
 
         if staff:
-            answered_ids = waiting_requests(db, parsed.thread_ids)
+            answered_ids = desk.waiting_requests(db, parsed.thread_ids)
             if answered_ids:
                 return Handled("staff_reply", "recorded", settle(answered_ids))
             return None
@@ -125,18 +123,10 @@ class Desk:
         sender: str,
         now: dt.datetime,
     ) -> list[Outgoing]:
-        defis = defis_of(db, sender)
-        db.execute(
-            "insert or ignore into help_requests (message, sender, respondent, subject, message_id,"
-            " received_at) values (?, ?, ?, ?, ?, ?)",
-            [
-                message,
-                sender,
-                defi_respondent(defis[0]) if len(defis) == 1 else None,
-                parsed.subject,
-                parsed.message_id,
-                iso(now),
-            ],
+        defis = people.defis_of(db, sender)
+        respondent = Respondent.defi(defis[0]) if len(defis) == 1 else None
+        desk.add_help_request(
+            db, message, sender, respondent, parsed.subject, parsed.message_id, now
         )
         return []
 
@@ -174,11 +164,7 @@ class Desk:
                 if earlier is None:
                     return []  # the staff were told about this sender today: counted later
                 mail = self._refusal_mail(d, message, parsed, command, code, detail, now, earlier)
-                d.execute(
-                    "update commands set notified_at = ? where sender = ? and status = 'refused'"
-                    " and notified_at is null",
-                    [iso(now), sender],
-                )
+                commandlog.mark_refusals_told(d, sender, now)
                 return [mail]
 
             return Handled("command", "refused", refuse)
@@ -205,19 +191,8 @@ class Desk:
         outcome: str,
         now: dt.datetime,
     ) -> None:
-        db.execute(
-            "insert or replace into commands (message, sender, verb, arguments, status, outcome,"
-            " created_at) values (?, ?, ?, ?, ?, ?, ?)",
-            [
-                message,
-                sender,
-                command.verb,
-                json.dumps(command.arguments, ensure_ascii=False),
-                status,
-                outcome,
-                iso(now),
-            ],
-        )
+        arguments = json.dumps(command.arguments, ensure_ascii=False)
+        commandlog.log_command(db, message, sender, command.verb, arguments, status, outcome, now)
         log.info("command %s from %s: %s (%s)", command.verb, sender, status, outcome)
 
     def _unnotified(self, db: Database, message: int, sender: str, now: dt.datetime) -> int | None:
@@ -226,18 +201,9 @@ class Desk:
         start = dt.datetime.combine(
             now.astimezone(self.config.timezone).date(), dt.time(0), tzinfo=self.config.timezone
         )
-        told = db.execute(
-            "select 1 from commands where sender = ? and status = 'refused' and notified_at >= ?",
-            [sender, iso(start)],
-        ).fetchone()
-        if told:
+        if commandlog.refusals_told_since(db, sender, start):
             return None
-        row = db.execute(
-            "select count(*) from commands where sender = ? and status = 'refused'"
-            " and notified_at is null and message != ?",
-            [sender, message],
-        ).fetchone()
-        return int(row[0])
+        return commandlog.untold_refusals(db, sender, message)
 
     # -- mail -----------------------------------------------------------------------------
     def _reply_mail(

@@ -25,22 +25,19 @@ from typing import TYPE_CHECKING
 
 from ..errors import MailflowError
 from ..programme.receipts import Answer
-from ..programme.roster import (
-    defi_respondent,
-    defis_of,
-    is_staff,
-    respondent_addresses,
-)
-from ..sending import suppression, tokens
-from ..sending.outbox import Outgoing, iso, queue
-from ..store.db import Database, now_utc, transaction
+from ..programme.roster import respondent_addresses
+from ..programme.workflow import Workflow, digest_steps
+from ..sending import tokens
+from ..store import inbound, outgoing, people, schedule
+from ..store.db import Database, transaction
+from ..store.desk import add_flag
+from ..store.outgoing import Outgoing, queue
+from ..store.states import Respondent
 from .parse import ParsedMessage
 from .signoff import is_thanks
 
 if TYPE_CHECKING:
     from .alias import Handled
-from ..programme.workflow import Workflow, digest_steps
-from ..store import schedule
 
 log = logging.getLogger(__name__)
 
@@ -65,11 +62,7 @@ class Verdict:
 
 
 def pending_messages(db: Database) -> Iterable[tuple[int, ParsedMessage]]:
-    rows = db.execute(
-        "select p.message, p.data from parsed p left join inbound i on i.message = p.message"
-        " where i.message is null order by p.message"
-    ).fetchall()
-    for message, data in rows:
+    for message, data in inbound.unhandled(db):
         yield message, ParsedMessage.from_json(json.loads(data))
 
 
@@ -179,16 +172,16 @@ def judge(
         if workflow is None or token.recipient[:2] not in ("d-", "s-"):
             return Verdict("reply", "recorded", token.workflow, token.occurrence, via="token")
         return _answer(db, workflow, token.occurrence, token.recipient, sender, parsed, "token")
-    defis = defis_of(db, sender)
+    defis = people.defis_of(db, sender)
     if len(defis) > 1:
         detail = f"member of {', '.join(defis)}: not attributed"
         return Verdict("answer", "ambiguous", via="membership", flag=(sender, "ambiguous", detail))
-    staff = sender != "" and is_staff(db, sender)
+    staff = sender != "" and people.is_staff(db, sender)
     if not defis:
         # A staff member's mail is their answer only when it replies to the request (by its
         # token, above): staff write to the shared mailbox for many other reasons.
         return Verdict("staff", "recorded") if staff else Verdict("unknown_sender", "recorded")
-    respondent = defi_respondent(defis[0])
+    respondent = Respondent.defi(defis[0])
     found = _latest_request(db, collecting, respondent)
     if found:
         return _answer(db, found[0], found[1], respondent, sender, parsed, "membership")
@@ -209,11 +202,11 @@ def _unreadable(
     if token is not None and token.workflow in collecting and token.recipient[:2] in ("d-", "s-"):
         return Verdict("answer", "unreadable", token.workflow, token.occurrence, token.recipient,
                        "token", data)  # fmt: skip
-    defis = defis_of(db, author(parsed))
-    found = _latest_request(db, collecting, defi_respondent(defis[0])) if len(defis) == 1 else None
+    defis = people.defis_of(db, author(parsed))
+    found = _latest_request(db, collecting, Respondent.defi(defis[0])) if len(defis) == 1 else None
     if found:
         workflow, occurrence = found
-        respondent = defi_respondent(defis[0])
+        respondent = Respondent.defi(defis[0])
         return Verdict("answer", "unreadable", workflow.name, occurrence, respondent,
                        "membership", data)  # fmt: skip
     return Verdict("unreadable", "recorded", data=data)
@@ -229,7 +222,7 @@ def _bounce(db: Database, parsed: ParsedMessage) -> Verdict:
     flag = (failed, "bounce", parsed.subject) if failed else None
     # Only a bounce for an address mailflow delivered to stops mail to it: a forged or
     # misread report for anyone else is flagged, never obeyed.
-    hard = bool(failed) and status.startswith("5") and suppression.was_mailed(db, failed)
+    hard = bool(failed) and status.startswith("5") and outgoing.was_mailed(db, failed)
     return Verdict("bounce", "recorded", data=data, flag=flag,
                    suppress=(failed, status) if hard else None)  # fmt: skip
 
@@ -240,12 +233,7 @@ def _latest_request(
     """The collecting workflow and occurrence of the last request this respondent received."""
     if not collecting:
         return None
-    marks = ",".join("?" * len(collecting))
-    row = db.execute(
-        f"select workflow, occurrence from outbox where recipient = ? and workflow in ({marks})"
-        " order by id desc limit 1",
-        [respondent, *collecting],
-    ).fetchone()
+    row = inbound.latest_request(db, tuple(collecting), respondent)
     return (collecting[row[0]], row[1]) if row else None
 
 
@@ -283,13 +271,8 @@ def _previous(
     db: Database, workflow: str, occurrence: str, respondent: str
 ) -> dict[str, object] | None:
     """The data of the respondent's latest answer for this occurrence, if any."""
-    row = db.execute(
-        "select data from inbound where kind = 'answer' and status in ('counted', 'late')"
-        " and workflow = ? and occurrence = ? and respondent = ?"
-        " order by received_at desc, message desc limit 1",
-        [workflow, occurrence, respondent],
-    ).fetchone()
-    return None if row is None else dict(json.loads(row[0] or "{}"))
+    row = inbound.latest_answer_data(db, workflow, occurrence, respondent)
+    return None if row is None else dict(json.loads(row or "{}"))
 
 
 def _replaces(text: str, previous: dict[str, object]) -> bool:
@@ -322,27 +305,19 @@ def _record(
     now: dt.datetime,
 ) -> bool:
     """Record the decision; False when the message was already handled (by another process)."""
-    cursor = db.execute(
-        "insert into inbound (message, received_at, kind, status, sender, workflow, occurrence,"
-        " respondent, via, data) values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) on conflict do nothing",
-        [
-            message, iso(now), verdict.kind, verdict.status, author(parsed),
-            verdict.workflow, verdict.occurrence, verdict.respondent, verdict.via,
-            json.dumps(verdict.data, ensure_ascii=False) if verdict.data else None,
-        ],
+    data = json.dumps(verdict.data, ensure_ascii=False) if verdict.data else None
+    recorded = inbound.record_verdict(
+        db, message, now, verdict.kind, verdict.status, author(parsed), verdict.workflow,
+        verdict.occurrence, verdict.respondent, verdict.via, data,
     )  # fmt: skip
-    if not cursor.rowcount:
+    if not recorded:
         return False
     if verdict.flag:
         address, kind, detail = verdict.flag
-        db.execute(
-            "insert or ignore into address_flags (address, kind, message, detail, created_at)"
-            " values (?, ?, ?, ?, ?)",
-            [address, kind, message, detail, now_utc()],
-        )
+        add_flag(db, address, kind, detail, now, message=message)
     if verdict.suppress:
         address, status = verdict.suppress
-        if suppression.suppress(db, address, "bounced", now, code=status, message=message):
+        if outgoing.suppress(db, address, "bounced", now, code=status, message=message):
             log.warning("message %s: %s bounced (%s); no more mail to it", message, address, status)
     log.info("message %s: %s (%s)", message, verdict.kind, verdict.status)
     return True

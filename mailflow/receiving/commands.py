@@ -24,7 +24,6 @@ from ..programme.workflow import Workflow, digest_steps, main_workflow
 from ..sending import tokens
 from ..store import desk, inbound, outgoing, schedule
 from ..store.db import Database
-from ..store.desk import settle_requests, waiting_requests  # ``alias`` reads them here too
 from ..store.outgoing import Outgoing
 from ..store.states import EventStatus
 from ..tomltable import Table
@@ -432,12 +431,12 @@ class Executor:
     def _do_handled(self, r: Request) -> Done:
         db, command, parsed, sender, now = r.db, r.command, r.parsed, r.sender, r.now
         who = command.get("sender").strip("<> ").lower()
-        requests = waiting_requests(db, parsed.thread_ids)
+        requests = desk.waiting_requests(db, parsed.thread_ids)
         if who:
             requests += desk.waiting_from(db, who)
         if not requests:
             raise CommandError("nothing_waiting", sender=who)
-        settle_requests(db, requests, sender, now)
+        desk.settle_requests(db, requests, sender, now)
         return Done("settled", {"count": len(requests), "sender": who})
 
     @handles("reactivate")

@@ -176,3 +176,35 @@ def record_verdict(
          data],
     )  # fmt: skip
     return bool(cursor.rowcount)
+
+
+def unhandled(db: Database) -> list[tuple[int, str]]:
+    """Parsed messages not decided on yet, oldest first: (message, parsed data)."""
+    return db.execute(
+        "select p.message, p.data from parsed p left join inbound i on i.message = p.message"
+        " where i.message is null order by p.message"
+    ).fetchall()
+
+
+def latest_request(
+    db: Database, workflows: tuple[str, ...], recipient: str
+) -> tuple[str, str] | None:
+    """The workflow and occurrence of the last of these workflows' mails to a recipient."""
+    marks = ",".join("?" * len(workflows))
+    row = db.execute(
+        f"select workflow, occurrence from outbox where recipient = ? and workflow in ({marks})"
+        " order by id desc limit 1",
+        [recipient, *workflows],
+    ).fetchone()
+    return (row[0], row[1]) if row else None
+
+
+def latest_answer_data(db: Database, workflow: str, occurrence: str, respondent: str) -> str | None:
+    """The data of a respondent's latest counted answer for an occurrence (JSON), if any."""
+    row = db.execute(
+        "select data from inbound where kind = 'answer' and status in ('counted', 'late')"
+        " and workflow = ? and occurrence = ? and respondent = ?"
+        " order by received_at desc, message desc limit 1",
+        [workflow, occurrence, respondent],
+    ).fetchone()
+    return None if row is None else str(row[0] or "{}")
