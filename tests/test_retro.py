@@ -140,17 +140,22 @@ def test_a_whole_friday(programme):
 
 
 def test_a_late_answer_goes_into_the_next_digest(programme):
-    p = programme({"alpha": 1, "beta": 1})
+    p = programme({"alpha": 1, "beta": 1, "gamma": 1})
     p.tick(at("09:00"))
-    a0, b0 = p.defis["alpha"][0], p.defis["beta"][0]
+    a0, b0, c0 = p.defis["alpha"][0], p.defis["beta"][0], p.defis["gamma"][0]
     p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "Alice", "Victoires :\nà l'heure"), a0)
     p.wait_shared(1)
     p.tick(at("15:00"))
-    # beta answers its week 48 request after the digest: late, shown the next Friday.
+    # beta and gamma answer their week 48 request after the digest: late, shown next Friday;
+    # gamma's answer has no headings, and is shown as written.
     p.swaks(
         clients.gmail(p.localmail.fetch(b0)[0], b0, "Bob", "Victoires :\nen retard mais là"), b0
     )
-    p.wait_shared(2)
+    p.swaks(
+        clients.gmail(p.localmail.fetch(c0)[0], c0, "Chloé", "Semaine calme, le pilote avance."),
+        c0,
+    )
+    p.wait_shared(3)
     p.tick(at("16:00"))
     first = text_of(p.inbox(p.config.addresses.cohort)[0])
     assert "en retard mais là" not in first
@@ -159,9 +164,12 @@ def test_a_late_answer_goes_into_the_next_digest(programme):
     second = text_of(p.inbox(p.config.addresses.cohort)[1])
     assert "ARRIVÉES APRÈS LE DERNIER RÉCAPITULATIF" in second
     assert "en retard mais là" in second and "(semaine 48)" in second
+    late_block = second[second.index("--- Gamma") :]
+    assert "Semaine calme, le pilote avance." in late_block.split("SANS NOUVELLES")[0]
     exported = json.loads(p.run("export", "--format", "json").output)
     assert [(r["respondent"], r["occurrence"], r["status"]) for r in exported] == [
         ("alpha", "2026-W48", "counted"), ("beta", "2026-W48", "late"),
+        ("gamma", "2026-W48", "late"),
     ]  # fmt: skip
 
 
