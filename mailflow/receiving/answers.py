@@ -236,7 +236,8 @@ def _statement(parsed: ParsedMessage, now: dt.datetime, tz: dt.tzinfo) -> Statem
         return None  # marked automatic by its headers: a responder's, never obeyed
     today = now.astimezone(tz).date()
     sent = dt.date.fromisoformat(parsed.date[:10]) if parsed.date else today
-    said = statement(parsed.subject, parsed.text, sent)
+    headed = any(parsed.sections.values()) or any(parsed.fields.values())
+    said = statement(parsed.subject, parsed.text, sent, headed)
     # Back from today: what was noted for later days is over too.
     return replace(said, first_day=today) if said and said.kind == "back" else said
 

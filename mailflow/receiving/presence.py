@@ -19,6 +19,9 @@ from . import absence
 from .sections import normalize
 
 MAX_TEXT = absence.MAX_AWAY_TEXT  # characters: a statement is a line or two, not an answer
+# Characters of a text saying "absent" with no day we can read that is still taken as a
+# statement (and asked for its days): longer, it is news that mentions an absence.
+MAX_UNCLEAR = 100
 _REPLY_PREFIX = re.compile(r"^\s*(?:(?:re|tr|fw|fwd|aw|ref)\s*:\s*)+", re.I)
 _WHO = r"(?:(?:je serai|nous serons|on sera|i will be|i'll be|we will be|we'll be|i shall be)\s+)?"
 _AWAY = re.compile(
@@ -53,9 +56,14 @@ class Statement:
         return data
 
 
-def statement(subject: str, text: str, sent: dt.date | None) -> Statement | None:
-    """The statement of presence a mail makes by its first words, None when it makes none."""
-    if len(text) > MAX_TEXT:
+def statement(
+    subject: str, text: str, sent: dt.date | None, headed: bool = False
+) -> Statement | None:
+    """The statement of presence a mail makes by its first words, None when it makes none.
+
+    ``headed``: the text has sections or fields of a workflow, so it is an answer.
+    """
+    if len(text) > MAX_TEXT or headed:
         return None
     for line in (_plain(_REPLY_PREFIX.sub("", subject)), _first_line(text)):
         if _BACK.match(line):
@@ -68,7 +76,7 @@ def statement(subject: str, text: str, sent: dt.date | None) -> Statement | None
 def _away(line: str, text: str, sent: dt.date | None) -> Statement:
     last = absence.absent_until([line], sent) or absence.absent_until([text], sent)
     if last is None or (sent is not None and last < sent):
-        return Statement("unclear")
+        return Statement("unclear") if len(text.strip()) <= MAX_UNCLEAR else None
     first = _first_day(line, last, sent)
     return Statement("away", last, first if first and first <= last else None)
 
