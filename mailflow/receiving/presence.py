@@ -73,7 +73,7 @@ def statement(
     return None
 
 
-def _away(line: str, text: str, sent: dt.date | None) -> Statement:
+def _away(line: str, text: str, sent: dt.date | None) -> Statement | None:
     last = absence.absent_until([line], sent) or absence.absent_until([text], sent)
     if last is None or (sent is not None and last < sent):
         return Statement("unclear") if len(text.strip()) <= MAX_UNCLEAR else None
