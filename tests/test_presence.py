@@ -14,13 +14,17 @@ import email.policy
 import email.utils
 import json
 import sqlite3
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from mailflow.errors import ConfigError
 from mailflow.localmail import clients
+from mailflow.programme.opening import opens_at
+from mailflow.programme.workflow import load_workflow
 from mailflow.receiving.presence import Statement, statement
 
-from .conftest import text_of
+from .conftest import ROOT, text_of
 
 
 def at(day: str, time: str) -> str:
@@ -254,3 +258,20 @@ def test_an_answer_on_thursday_evening_counts_for_friday(programme):
 def test_what_a_mail_says_of_its_author_presence(subject, text, expected):
     headed = text.startswith("Victoires :\nla")
     assert statement(subject, text, dt.date(2026, 12, 10), headed) == expected
+
+
+def test_answers_open_at_a_weekday_and_time_before_the_day(tmp_path):
+    retro = load_workflow(ROOT / "workflows" / "retro.toml")
+    assert retro.opens == (3, dt.time(12))
+    paris = ZoneInfo("Europe/Paris")
+    friday, thursday = dt.date(2026, 12, 4), dt.datetime(2026, 12, 3, 12, tzinfo=paris)
+    assert opens_at(retro, friday, paris) == thursday
+    assert opens_at(retro, dt.date(2026, 12, 3), paris) == thursday  # a holiday-moved Thursday
+    text = (ROOT / "workflows" / "retro.toml").read_text()
+    for wrong in ("jeudi 12:00", "thursday noon", "thursday 25:00"):
+        path = tmp_path / "retro.toml"
+        path.write_text(text.replace('opens = "thursday 12:00"', f'opens = "{wrong}"'))
+        with pytest.raises(ConfigError, match=r"collect\.opens: expected a weekday and a time"):
+            load_workflow(path)
+    path.write_text(text.replace('opens = "thursday 12:00"\n', ""))
+    assert load_workflow(path).opens is None  # right after the previous digest
