@@ -223,7 +223,7 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out:
     engine.config.require_secrets()
     moment = _instant(at, engine.config)
     if dry_run:
-        _dry_run(engine, moment, Path(out))
+        _dry_run(engine, moment, Path(out), fetch=not no_fetch)
         return
     with Lock.for_database(engine.config.database):
         report = engine.tick(moment, fetch=not no_fetch)
@@ -246,12 +246,12 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out:
         sys.exit(1)
 
 
-def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path) -> None:
+def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path, *, fetch: bool) -> None:
     import re
 
     from .store.states import Run
 
-    result = engine.dry_run(moment)
+    result = engine.dry_run(moment, fetch=fetch)
     out.mkdir(parents=True, exist_ok=True)
     for number, (mail, subject) in enumerate(result.mails, 1):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", mail.key)[:120]
@@ -272,13 +272,17 @@ def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
 
     from .admin.reports import current_occurrence
 
+    every = workflow.schedule.every
+    if every == "event":
+        raise click.UsageError(
+            f"the occurrences of {workflow.name} are the events: `mailflow events` shows them"
+        )
     if week is None:
         return current_occurrence(engine, workflow)
-    pattern, example = (
-        (r"\d{4}-W\d{2}", "2026-W48")
-        if workflow.schedule.every == "week"
-        else (r"\d{4}-\d{2}", "2026-11")
-    )
+    pattern, example = {
+        "week": (r"\d{4}-W\d{2}", "2026-W48"),
+        "day": (r"\d{4}-\d{2}-\d{2}", "2026-11-27"),
+    }.get(every, (r"\d{4}-\d{2}", "2026-11"))
     if not re.fullmatch(pattern, week):
         raise click.BadParameter(
             f"{workflow.name} occurrences look like {example}", param_hint="--week"
@@ -499,7 +503,7 @@ def run(
             "--clock-file moves time by hand: only a rehearsal install may use it "
             "(set rehearsal = true in [mailflow])"
         )
-    clock = FileClock(Path(clock_file)) if clock_file else None
+    clock = FileClock(Path(clock_file), engine.config.timezone) if clock_file else None
     daemon = Daemon(engine, clock, heartbeat=heartbeat, idle=not no_idle)
     sys.exit(daemon.run(once=once))
 

@@ -260,6 +260,7 @@ def _record(
         schedule.record_run(db, occ.workflow.name, occ.id, step.id, due, now, status, note,
                             str(reason or ""))  # fmt: skip
     log.info(
-        "%s %s %s: %s, %d mails queued %s", occ.workflow.name, occ.id, step.id, status, queued, note
-    )
+        "%s %s %s: %s, %d mail%s queued%s", occ.workflow.name, occ.id, step.id, status, queued,
+        "" if queued == 1 else "s", f" ({note})" if note else "",
+    )  # fmt: skip
     return StepRun(occ.workflow.name, occ.id, step.id, status, queued, note)

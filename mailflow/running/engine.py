@@ -308,10 +308,11 @@ class Engine:
             key = f"blind:{iso(since)}"
             notices.record(self.db, notices.Notice(key, notices.Kind.BLIND, detail=error), since)
 
-    def dry_run(self, now: dt.datetime | None = None) -> DryRun:
+    def dry_run(self, now: dt.datetime | None = None, *, fetch: bool = True) -> DryRun:
         """What a tick at ``now`` would send, changing nothing: a tick on a copy of the database.
 
-        The mailbox is read (read-only, as always) into the copy; nothing is delivered, and
+        The mailbox is read (read-only, as always; unless ``fetch`` is false, as for a tick
+        with ``--no-fetch``) into the copy; nothing is delivered, and
         any instant may be asked, so that the staff can check next Friday's mail on the
         live install.
         """
@@ -325,7 +326,7 @@ class Engine:
                 target.close()
             twin = Engine(self.config, open_db(path), preflight=False)
             try:
-                report = twin._tick(now, fetch=True, deliver_mail=False)
+                report = twin._tick(now, fetch=fetch, deliver_mail=False)
                 mails = outgoing.due(twin.db, now)
                 subjects = outgoing.subjects(twin.db)
             finally:
