@@ -88,7 +88,12 @@ def init(folder: str, database: str | None) -> None:
     if SECRETS in report.added:
         click.echo(f"{Path(folder) / SECRETS} is mode 600: fill in the secrets there")
     config = Path(folder) / "mailflow.toml"
-    click.echo(f"next: edit {config} and the roster, then check with `mailflow -c {config} doctor`")
+    secrets = Path(folder) / SECRETS
+    click.echo(
+        f"next: edit {config}, the roster and {secrets}, then check with "
+        f"`(set -a && . {secrets} && mailflow -c {config} doctor)` (as the service's user, "
+        "see the README)"
+    )
 
 
 def _grouped(names: list[str], folders: tuple[str, ...]) -> list[str]:
