@@ -348,7 +348,7 @@ def config_from_table(
     calendar = events_table.string("calendar", "")
     events = EventSources(
         planning=resolve(planning) if planning else None,
-        calendar=calendar if calendar.startswith(("http://", "https://")) or not calendar
+        calendar=calendar if calendar.startswith(("http://", "https://", "webcal://")) or not calendar
         else str(resolve(calendar)),
         audience=events_table.string(
             "audience", "everyone", choices=("entrepreneurs", "mentors", "staff", "everyone")
