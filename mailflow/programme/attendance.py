@@ -21,7 +21,7 @@ from ..store import attendance as store
 from ..store.db import Database
 from ..store.desk import add_flag
 from ..store.states import Flag
-from .events import Event
+from .events import Event, stored_events
 from .kinds import Kind, register
 from .roster import Roster, stored_roster
 
@@ -153,6 +153,14 @@ def headcount(
     counts = {p: len(groups[p]) for p in PARTSTATS} | {"no_answer": len(no_answer)}
     counts["invited"] = len(invited)
     return {**groups, "no_answer": no_answer, "counts": counts, "messages": messages}
+
+
+def next_announced(db: Database, now: dt.datetime) -> Event | None:
+    """The next confirmed event not over whose invitations went out, else the next one."""
+    coming = stored_events(db, now)
+    return next((e for e in coming if store.invited(db, occurrence_id(e))), None) or next(
+        iter(coming), None
+    )
 
 
 def _names(roster: Roster) -> dict[str, tuple[str, str]]:
