@@ -160,7 +160,7 @@ def calendar_reply(
         body = f"{text}" + (f" et a répondu : « {comment} »" if comment else "")
         msg.set_content(body, cte="base64")
         msg.add_alternative(f"<p>{body}</p>", subtype="html", cte="quoted-printable")
-        _add_calendar(msg, ics, "7bit")
+        _add_calendar(msg, ics, "8bit")
         msg.make_mixed()
         msg.add_attachment(ics.encode(), "application", "ics", filename="invite.ics")
     elif client == "thunderbird":
