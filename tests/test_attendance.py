@@ -16,7 +16,7 @@ from mailflow.store.db import open_db
 
 from .conftest import text_of
 from .test_alias import MX, command, replies
-from .test_events import invitation, only
+from .test_events import only
 from .test_recurring import PARIS, SERIES, VTIMEZONE, paris
 
 
@@ -46,10 +46,12 @@ def test_each_clients_reply_is_read_with_its_occurrence(client, partstat, tmp_pa
     ics = calendar(event, method="REQUEST", organizer="mailflow@programme.test",
                    organizer_name="Programme", attendee="camille@x.test", tz=PARIS,
                    stamp=dt.datetime(2027, 1, 7, tzinfo=dt.UTC))  # fmt: skip
-    raw = build_message(Rendered("Dans une semaine", "texte", None), sender="mailflow@programme.test",
-                sender_name="Programme", to=["camille@x.test"], reply_to="mailflow@programme.test",
-                message_id="<i@programme.test>", date=dt.datetime(2027, 1, 7, tzinfo=dt.UTC),
-                attachments=attachments(ics, "REQUEST"))  # fmt: skip
+    rendered = Rendered("Dans une semaine", "texte", None)
+    raw = build_message(
+        rendered, sender="mailflow@programme.test", sender_name="Programme",
+        to=["camille@x.test"], reply_to="mailflow@programme.test", message_id="<i@programme.test>",
+        date=dt.datetime(2027, 1, 7, tzinfo=dt.UTC), attachments=attachments(ics, "REQUEST"),
+    )  # fmt: skip
     reply = calendar_reply(client, raw, "camille@x.test", "Camille Durand", partstat, "À jeudi")
     assert email.message_from_bytes(reply)["To"].endswith("<mailflow@programme.test>")
     parsed = parse_message(reply)
@@ -188,3 +190,49 @@ def test_a_change_of_time_resets_the_answers_and_the_update_says_so(programme, t
     p.tick(paris(dt.date(2027, 1, 8), "13:00").isoformat())
     first = json.loads(p.run("events", "--format", "json").output)[0]
     assert first["attendance"]["declined"] == 1 and first["attendance"]["accepted"] == 0
+
+
+def test_the_migration_keeps_events_and_their_changes(tmp_path):
+    """0009 rebuilds ``events`` (a UID may now have several occurrences): nothing is lost."""
+    import sqlite3
+
+    from mailflow.store.db import Database, transaction
+    from mailflow.store.migrations import MIGRATIONS
+
+    conn = sqlite3.connect(tmp_path / "old.db", isolation_level=None)
+    conn.execute("pragma foreign_keys=on")
+    db = Database(conn)
+    names = [name for name, _ in MIGRATIONS]
+    before = names.index("0009_attendance")
+    for _, migration in MIGRATIONS[:before]:
+        with transaction(db):
+            migration(db)
+    db.execute(
+        "insert into events (id, uid, kind, title, starts, ends, audience, source, sequence,"
+        " fingerprint, updated_at) values ('s1', 's1@x', 'session', 'S', '2026-12-10T08:30:00',"
+        " '2026-12-10T16:30:00', 'everyone', 'planning', 2, 'f', 'now')"
+    )
+    db.execute(
+        "insert into event_changes (event, sequence, change, detail, created_at)"
+        " values ('s1', 2, 'changed', 'place: a → b', 'now')"
+    )
+    with transaction(db):
+        MIGRATIONS[before][1](db)
+    assert db.execute("select id, uid, recurrence_id, sequence from events").fetchall() == [
+        ("s1", "s1@x", "", 2)
+    ]
+    assert db.execute("select event, detail from event_changes").fetchall() == [
+        ("s1", "place: a → b")
+    ]
+    assert db.execute("pragma foreign_key_check").fetchall() == []
+    for recurrence in ("20270114T083000Z", "20270311T083000Z"):
+        db.execute(
+            "insert into events (id, uid, recurrence_id, kind, title, starts, ends, audience,"
+            " source, fingerprint, updated_at) values (?, 'series@x', ?, 'session', 'S', 'a',"
+            " 'b', 'everyone', 'ics', 'f', 'now')",
+            [f"ics-{recurrence}", recurrence],
+        )
+    with pytest.raises(sqlite3.IntegrityError):
+        db.execute("insert into event_changes (event, sequence, change, detail, created_at)"
+                   " values ('nothing', 0, 'created', '', 'now')")  # fmt: skip
+    conn.close()

@@ -17,6 +17,7 @@ import email.utils
 import hashlib
 from dataclasses import dataclass
 from email.message import EmailMessage
+from typing import Any
 
 import icalendar
 
@@ -59,8 +60,8 @@ class _Invitation:
 def _invitation(raw: bytes) -> _Invitation:
     msg = email.message_from_bytes(raw)
     part = next(p for p in msg.walk() if p.get_content_type() == "text/calendar")
-    calendar = icalendar.Calendar.from_ical(part.get_payload(decode=True))
-    event = next(iter(calendar.walk("VEVENT")))
+    calendar = icalendar.Calendar.from_ical(bytes(part.get_payload(decode=True)))
+    event: Any = next(iter(calendar.walk("VEVENT")))
     organizer = event["ORGANIZER"]
     return _Invitation(
         decode_header(msg.get("Subject", "")), str(msg.get("Message-ID", "")).strip(),
@@ -144,7 +145,7 @@ def calendar_reply(
     seed = hashlib.sha256(f"{client}{attendee}{partstat}{date}{ics}".encode()).hexdigest()
     domain = {"outlook": "PAXP192MB9466.prod.outlook.test", "gmail": "google.test"}
     msg["Message-ID"] = f"<{seed[:32]}@{domain.get(client, attendee.split('@')[1])}>"
-    said = {"accepted": "a accepté", "declined": "a refusé", "tentative": "a accepté provisoirement"}
+    said = dict(accepted="a accepté", declined="a refusé", tentative="a accepté provisoirement")
     text = f"{name} {said[partstat]} votre invitation : {title}"
     if client == "outlook":
         # Outlook answers in the invitation's thread; the body is the comment.

@@ -111,7 +111,7 @@ def _by_recurrence(found: list[tuple[str, str, str]], value: str, tzid: str) -> 
             continue
         original = dt.datetime.strptime(recurrence, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
         gap = abs(original - moment)
-        if (gap == dt.timedelta(0) or not exact and gap <= _FLOATING) and (
+        if (gap == dt.timedelta(0) or (not exact and gap <= _FLOATING)) and (
             best is None or gap < best[0]
         ):
             best = (gap, event_id)

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..config import CALENDAR_SCHEMES
 from ..errors import ConfigError, MailflowError
 from ..store import attendance as attendance_store
 from ..store import events as store
@@ -153,7 +154,7 @@ def load_planning(path: Path, tz: ZoneInfo, domain: str) -> list[Event]:
 
 def is_url(location: str) -> bool:
     """Whether a calendar is read from the web (``webcal://`` is ``https://``)."""
-    return location.startswith(("http://", "https://", "webcal://"))
+    return location.startswith(CALENDAR_SCHEMES)
 
 
 def _read_ics(location: str) -> bytes:

@@ -22,7 +22,13 @@ from ..config import Config
 from ..errors import ClockError, ConfigError, MailflowError, MailServerError
 from ..programme import calendars
 from ..programme.events import (
-    Event, get_event, is_url, load_ics, load_planning, sync_events, upcoming,
+    Event,
+    get_event,
+    is_url,
+    load_ics,
+    load_planning,
+    sync_events,
+    upcoming,
 )  # fmt: skip
 from ..programme.occurrences import due_at, occurrence_day, occurrences_around
 from ..programme.roster import Roster, load_roster, sync_roster
