@@ -448,9 +448,15 @@ def roster(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Past and cancelled events too.")
+@click.option("--attendance", is_flag=True, help="Who accepted, declined, did not answer.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: each occurrence with its id, uid, recurrence_id, start and attendance counts.",
+)  # fmt: skip
 @click.pass_context
-def events(ctx: click.Context, show_all: bool) -> None:
+def events(ctx: click.Context, show_all: bool, attendance: bool, fmt: str) -> None:
     """Show the events as stored (after reading the planning file and the calendar)."""
+    from .programme.attendance import headcounts
     from .programme.events import stored_events
 
     engine = _engine(ctx, preflight=False)
@@ -458,7 +464,28 @@ def events(ctx: click.Context, show_all: bool) -> None:
     engine.sync_events(now)
     tz = engine.config.timezone
     found = stored_events(engine.db, None if show_all else now)
-    _say(engine, "reports/events", {"events": [e.as_context(tz) for e in found]})
+    counts = headcounts(engine.db, found, tz) if attendance or fmt == "json" else None
+    if fmt == "json":
+        import json
+
+        assert counts is not None
+        listed = [_event_json(e.as_context(tz), counts[e.id]) for e in found]
+        click.echo(json.dumps(listed, ensure_ascii=False, indent=2))
+        return
+    context: dict[str, Any] = {"events": [e.as_context(tz) for e in found]}
+    if counts is not None:
+        context["attendance"] = counts
+    _say(engine, "reports/events", context)
+
+
+def _event_json(event: dict[str, Any], headcount: dict[str, Any]) -> dict[str, Any]:
+    """An occurrence as ``events --format json`` lists it (instants in local time, ISO 8601)."""
+    found = {k: event[k] for k in ("id", "uid", "title", "kind", "status")}
+    found["recurrence_id"] = event["recurrence_id"] or None
+    found |= {"starts": event["starts"].isoformat(), "ends": event["ends"].isoformat()}
+    found |= {"all_day": event["all_day"], "place": event["place"], "sequence": event["sequence"]}
+    found["attendance"] = headcount["counts"]
+    return found
 
 
 @cli.command()

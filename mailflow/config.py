@@ -198,6 +198,8 @@ class EventSources:
     audience: str = "everyone"  # of calendar events without X-MAILFLOW-AUDIENCE
 
 
+# A calendar named by one of these is read from the web (webcal:// over https), else a file.
+CALENDAR_SCHEMES = ("http://", "https://", "webcal://")
 ACCOUNT = re.compile(r"([A-Za-z0-9._-]+):(pbkdf2_sha256\$\d+\$[^$\s]+\$[A-Za-z0-9+/=]+)")
 
 
@@ -350,7 +352,8 @@ def config_from_table(
     calendar = events_table.string("calendar", "")
     events = EventSources(
         planning=resolve(planning) if planning else None,
-        calendar=calendar if calendar.startswith(("http://", "https://")) or not calendar
+        calendar=calendar
+        if calendar.startswith(CALENDAR_SCHEMES) or not calendar
         else str(resolve(calendar)),
         audience=events_table.string(
             "audience", "everyone", choices=("entrepreneurs", "mentors", "staff", "everyone")

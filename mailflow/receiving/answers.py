@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..errors import MailflowError
+from ..programme.attendance import record_reply
 from ..programme.receipts import Answer
 from ..programme.roster import respondent_addresses
 from ..programme.workflow import Workflow, digest_steps
@@ -312,6 +313,8 @@ def _record(
     )  # fmt: skip
     if not recorded:
         return False
+    if verdict.data and "calendar_reply" in verdict.data:
+        record_reply(db, message, parsed, now)
     if verdict.flag:
         address, kind, detail = verdict.flag
         add_flag(db, address, kind, detail, now, message=message)

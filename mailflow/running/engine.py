@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 from ..config import Config
 from ..errors import ClockError, ConfigError, MailflowError, MailServerError
 from ..programme import calendars
-from ..programme.events import Event, get_event, load_ics, load_planning, sync_events, upcoming
+from ..programme.events import (
+    Event,
+    get_event,
+    is_url,
+    load_ics,
+    load_planning,
+    sync_events,
+    upcoming,
+)  # fmt: skip
 from ..programme.occurrences import due_at, occurrence_day, occurrences_around
 from ..programme.roster import Roster, load_roster, sync_roster
 from ..programme.steps import Occurrence, StepRun, change_mails, failed_notice, give_up, run_step
@@ -174,7 +182,7 @@ class Engine:
             if sources.calendar:
                 stamp = self._calendar_stamp(now)
                 if stamp != self._event_stamps.get("ics"):
-                    found += load_ics(sources.calendar, tz, sources.audience)
+                    found += load_ics(sources.calendar, tz, sources.audience, now)
                     loaded.add("ics")
                     self._event_stamps["ics"] = stamp
         except MailflowError as e:  # a source that cannot be read leaves its events as they were
@@ -190,10 +198,11 @@ class Engine:
 
     def _calendar_stamp(self, now: dt.datetime) -> object:
         location = self.config.events.calendar
-        if location.startswith(("http://", "https://")):
+        if is_url(location):
             return int(now.timestamp() // CALENDAR_REFRESH.total_seconds())
         path = Path(location)
-        return path.stat().st_mtime if path.exists() else None
+        # Read again each day too: the window of recurring events' occurrences moves on.
+        return (path.stat().st_mtime if path.exists() else None, now.date())
 
     def notify_event_changes(self, now: dt.datetime) -> int:
         """Send updates and cancellations of events whose invitations already went out."""
