@@ -472,7 +472,7 @@ def events(ctx: click.Context, show_all: bool, attendance: bool, fmt: str) -> No
         listed = [_event_json(e.as_context(tz), counts[e.id]) for e in found]
         click.echo(json.dumps(listed, ensure_ascii=False, indent=2))
         return
-    context: dict[str, Any] = {"events": [e.as_context(tz) for e in found]}
+    context: dict[str, Any] = {"events": [e.as_context(tz) for e in found], "all": show_all}
     if counts is not None:
         context["attendance"] = counts
     _say(engine, "reports/events", context)
