@@ -88,7 +88,12 @@ def init(folder: str, database: str | None) -> None:
     if SECRETS in report.added:
         click.echo(f"{Path(folder) / SECRETS} is mode 600: fill in the secrets there")
     config = Path(folder) / "mailflow.toml"
-    click.echo(f"next: edit {config} and the roster, then check with `mailflow -c {config} doctor`")
+    secrets = Path(folder) / SECRETS
+    click.echo(
+        f"next: edit {config}, the roster and {secrets}, then check with "
+        f"`(set -a && . {secrets} && mailflow -c {config} doctor)` (as the service's user, "
+        "see the README)"
+    )
 
 
 def _grouped(names: list[str], folders: tuple[str, ...]) -> list[str]:
@@ -223,7 +228,7 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out:
     engine.config.require_secrets()
     moment = _instant(at, engine.config)
     if dry_run:
-        _dry_run(engine, moment, Path(out))
+        _dry_run(engine, moment, Path(out), fetch=not no_fetch)
         return
     with Lock.for_database(engine.config.database):
         report = engine.tick(moment, fetch=not no_fetch)
@@ -246,12 +251,12 @@ def tick(ctx: click.Context, at: str | None, no_fetch: bool, dry_run: bool, out:
         sys.exit(1)
 
 
-def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path) -> None:
+def _dry_run(engine: Engine, moment: dt.datetime | None, out: Path, *, fetch: bool) -> None:
     import re
 
     from .store.states import Run
 
-    result = engine.dry_run(moment)
+    result = engine.dry_run(moment, fetch=fetch)
     out.mkdir(parents=True, exist_ok=True)
     for number, (mail, subject) in enumerate(result.mails, 1):
         name = re.sub(r"[^A-Za-z0-9_.-]+", "-", mail.key)[:120]
@@ -272,13 +277,17 @@ def _occurrence(engine: Engine, workflow: Workflow, week: str | None) -> str:
 
     from .admin.reports import current_occurrence
 
+    every = workflow.schedule.every
+    if every == "event":
+        raise click.UsageError(
+            f"the occurrences of {workflow.name} are the events: `mailflow events` shows them"
+        )
     if week is None:
         return current_occurrence(engine, workflow)
-    pattern, example = (
-        (r"\d{4}-W\d{2}", "2026-W48")
-        if workflow.schedule.every == "week"
-        else (r"\d{4}-\d{2}", "2026-11")
-    )
+    pattern, example = {
+        "week": (r"\d{4}-W\d{2}", "2026-W48"),
+        "day": (r"\d{4}-\d{2}-\d{2}", "2026-11-27"),
+    }.get(every, (r"\d{4}-\d{2}", "2026-11"))
     if not re.fullmatch(pattern, week):
         raise click.BadParameter(
             f"{workflow.name} occurrences look like {example}", param_hint="--week"
@@ -439,9 +448,15 @@ def roster(ctx: click.Context) -> None:
 
 @cli.command()
 @click.option("--all", "show_all", is_flag=True, help="Past and cancelled events too.")
+@click.option("--attendance", is_flag=True, help="Who accepted, declined, did not answer.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
+    help="json: each occurrence with its id, uid, recurrence_id, start and attendance counts.",
+)  # fmt: skip
 @click.pass_context
-def events(ctx: click.Context, show_all: bool) -> None:
+def events(ctx: click.Context, show_all: bool, attendance: bool, fmt: str) -> None:
     """Show the events as stored (after reading the planning file and the calendar)."""
+    from .programme.attendance import headcounts
     from .programme.events import stored_events
 
     engine = _engine(ctx, preflight=False)
@@ -449,7 +464,28 @@ def events(ctx: click.Context, show_all: bool) -> None:
     engine.sync_events(now)
     tz = engine.config.timezone
     found = stored_events(engine.db, None if show_all else now)
-    _say(engine, "reports/events", {"events": [e.as_context(tz) for e in found]})
+    counts = headcounts(engine.db, found, tz) if attendance or fmt == "json" else None
+    if fmt == "json":
+        import json
+
+        assert counts is not None
+        listed = [_event_json(e.as_context(tz), counts[e.id]) for e in found]
+        click.echo(json.dumps(listed, ensure_ascii=False, indent=2))
+        return
+    context: dict[str, Any] = {"events": [e.as_context(tz) for e in found], "all": show_all}
+    if counts is not None:
+        context["attendance"] = counts
+    _say(engine, "reports/events", context)
+
+
+def _event_json(event: dict[str, Any], headcount: dict[str, Any]) -> dict[str, Any]:
+    """An occurrence as ``events --format json`` lists it (instants in local time, ISO 8601)."""
+    found = {k: event[k] for k in ("id", "uid", "title", "kind", "status")}
+    found["recurrence_id"] = event["recurrence_id"] or None
+    found |= {"starts": event["starts"].isoformat(), "ends": event["ends"].isoformat()}
+    found |= {"all_day": event["all_day"], "place": event["place"], "sequence": event["sequence"]}
+    found["attendance"] = headcount["counts"]
+    return found
 
 
 @cli.command()
@@ -499,7 +535,7 @@ def run(
             "--clock-file moves time by hand: only a rehearsal install may use it "
             "(set rehearsal = true in [mailflow])"
         )
-    clock = FileClock(Path(clock_file)) if clock_file else None
+    clock = FileClock(Path(clock_file), engine.config.timezone) if clock_file else None
     daemon = Daemon(engine, clock, heartbeat=heartbeat, idle=not no_idle)
     sys.exit(daemon.run(once=once))
 

@@ -92,9 +92,7 @@ class OAuth2Config:
             needed.append(("service_account_env", self.service_account_env, self.service_account))
         for key, variable, value in needed:
             if not value:
-                raise ConfigError(
-                    f"{self.section}.{key}", f"the environment variable {variable} to be set"
-                )
+                raise ConfigError(f"{self.section}.{key}", unset_secret(variable))
 
     def describe(self) -> str:
         """The source in a few words, for errors and doctor: "Microsoft tenant t, app c"."""
@@ -132,9 +130,7 @@ class ImapConfig:
             self.oauth2.require_secrets()
             return ""
         if self.password is None:
-            raise ConfigError(
-                "imap.password_env", f"the environment variable {self.password_env} to be set"
-            )
+            raise ConfigError("imap.password_env", unset_secret(self.password_env))
         return self.password
 
 
@@ -164,9 +160,7 @@ class SmtpConfig:
         if not self.username:
             return None
         if self.password is None:
-            raise ConfigError(
-                "smtp.password_env", f"the environment variable {self.password_env} to be set"
-            )
+            raise ConfigError("smtp.password_env", unset_secret(self.password_env))
         return self.password
 
 
@@ -204,6 +198,8 @@ class EventSources:
     audience: str = "everyone"  # of calendar events without X-MAILFLOW-AUDIENCE
 
 
+# A calendar named by one of these is read from the web (webcal:// over https), else a file.
+CALENDAR_SCHEMES = ("http://", "https://", "webcal://")
 ACCOUNT = re.compile(r"([A-Za-z0-9._-]+):(pbkdf2_sha256\$\d+\$[^$\s]+\$[A-Za-z0-9+/=]+)")
 
 
@@ -279,6 +275,14 @@ class Config:
         self.smtp.require_password()
 
 
+def unset_secret(variable: str) -> str:
+    """What a ``ConfigError`` expects of a secret that is not set, and how to set it."""
+    return (
+        f"the environment variable {variable} to be set (fill it in the site's secrets.env: "
+        f"the service reads it; in a shell, `set -a; . secrets.env; set +a` first)"
+    )
+
+
 def tls_context(ca_file: Path | None) -> ssl.SSLContext:
     """The system's trusted CAs, plus ``ca_file`` (an organisation's private CA) if given."""
     import ssl  # only for the commands that talk to the servers
@@ -348,7 +352,8 @@ def config_from_table(
     calendar = events_table.string("calendar", "")
     events = EventSources(
         planning=resolve(planning) if planning else None,
-        calendar=calendar if calendar.startswith(("http://", "https://")) or not calendar
+        calendar=calendar
+        if calendar.startswith(CALENDAR_SCHEMES) or not calendar
         else str(resolve(calendar)),
         audience=events_table.string(
             "audience", "everyone", choices=("entrepreneurs", "mentors", "staff", "everyone")
@@ -396,7 +401,7 @@ def _imap(t: Table, env: Mapping[str, str], resolve: Callable[[str], Path]) -> I
         security=security,
         username=t.string("username"),
         password_env=password_env,
-        password=env.get(password_env),
+        password=env.get(password_env) or None,
         folders=folders,
         batch_size=t.integer("batch_size", 500, min=1, max=10_000),
         max_message_size=t.size("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
@@ -425,7 +430,7 @@ def _smtp(
         security=security,
         username=t.string("username", ""),
         password_env=password_env,
-        password=env.get(password_env),
+        password=env.get(password_env) or None,
         timeout=t.integer("timeout", 30, min=1, max=3600),
         ca_file=_ca_file(t, resolve),
         auth=t.string("auth", "password", choices=AUTH_MODES),

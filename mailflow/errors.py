@@ -56,6 +56,14 @@ class TemplateError(MailflowError):
     """A template is missing, does not compile, or uses a variable it was not given."""
 
 
+class StoreError(MailflowError):
+    """The database cannot be used by this user: its file or folder is not writable.
+
+    Raised by ``open_db`` before any statement, so that a database made by root (a first
+    ``doctor`` run as root, say) is one line naming the owner, not a failed write later.
+    """
+
+
 class LockError(MailflowError):
     """Another mailflow process already holds the database (one daemon per database)."""
 

@@ -139,6 +139,16 @@ def corpus_files() -> list[Path]:
 
 
 @pytest.fixture(autouse=True)
+def _no_cached_tokens() -> Iterator[None]:
+    """OAuth2 tokens are cached per process: no test sees another's."""
+    from mailflow import oauth
+
+    oauth.forget()
+    yield
+    oauth.forget()
+
+
+@pytest.fixture(autouse=True)
 def _no_config_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("MAILFLOW_CONFIG", raising=False)
     os.environ.pop("MAILFLOW_CONFIG", None)

@@ -416,11 +416,21 @@ def test_doctor_says_what_is_wrong_in_plain_words(programme, make_config):
     assert result.exit_code == 0, result.output
     expected = [
         "ok   config", "ok   secrets", "ok   database", "ok   workflows", "ok   templates",
-        "ok   roster: 1 teams, 1 members, 2 staff members", "ok   IMAP: logged in as",
+        "ok   roster: 1 team, 1 member, 2 staff members", "ok   IMAP: logged in as",
         "WARN alias: no mail to", "ok   SMTP",
     ]  # fmt: skip
     for line in expected:
         assert line in result.output
+    assert "ok   secrets: $MAILFLOW_IMAP_PASSWORD, $MAILFLOW_SECRET set\n" in result.output
+    # An empty variable is an unset one; what needs it is not checked, nor reported again.
+    empty = CliRunner().invoke(
+        cli, ["-c", str(p.config.path), "doctor"], env={**ENV, "MAILFLOW_IMAP_PASSWORD": ""}
+    )
+    assert empty.exit_code == 1
+    assert "FAIL secrets: imap.password_env: expected the environment variable" in empty.output
+    assert "secrets.env" in empty.output and empty.output.count("MAILFLOW_IMAP_PASSWORD") == 1
+    for server in ("IMAP", "alias", "SMTP"):
+        assert f"FAIL {server}: not checked: fix the secrets first" in empty.output
     wrong = CliRunner().invoke(
         cli, ["-c", str(p.config.path), "doctor"],
         env={**ENV, "MAILFLOW_IMAP_PASSWORD": "wrong"},

@@ -83,7 +83,7 @@ def test_doctor_reports_a_workflow_error_once_under_workflows(programme, tmp_pat
     output = p.run("doctor").output
     assert output.count('step "request".at') == 1
     assert "FAIL workflows: " in output and "FAIL templates: not checked" in output
-    assert "roster: 1 teams" in output  # the roster is judged on its own
+    assert "roster: 1 team," in output  # the roster is judged on its own
 
 
 def test_doctor_sees_mail_to_the_alias_reach_the_mailbox(programme):
@@ -96,3 +96,22 @@ def test_doctor_sees_mail_to_the_alias_reach_the_mailbox(programme):
     p.wait_shared(1)
     output = p.run("doctor").output
     assert f"ok   alias: mail to {alias} reaches {p.shared}" in output
+
+
+def test_status_of_a_workflow_that_follows_the_events_points_to_events(make_config):
+    config = make_config()
+    for name in ("events", "standup"):
+        result = run(config, "status", "--workflow", name)
+        assert result.exit_code == 2, result.output
+        assert f"the occurrences of {name} are the events: `mailflow events`" in result.output
+        assert isinstance(result.exception, SystemExit)  # a usage error, not a crash
+
+
+def test_serve_without_the_archive_extra_says_what_to_install(make_config, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "uvicorn", None)  # what a wheel without the extra has
+    result = run(make_config(), "serve")
+    assert result.exit_code == 1, result.output
+    assert "pip install 'mailflow[archive]'" in result.output
+    assert isinstance(result.exception, SystemExit)

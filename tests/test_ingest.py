@@ -15,8 +15,7 @@ from click.testing import CliRunner
 
 from mailflow.cli import cli
 from mailflow.localmail.samples import sample_replies
-from mailflow.receiving.ingest import MAX_PARSE_ATTEMPTS, ingest, parse_pending
-from mailflow.receiving.parse import parse_message
+from mailflow.receiving.ingest import ingest
 from mailflow.store.db import open_db
 
 from .conftest import ENV
@@ -142,34 +141,6 @@ def test_malformed_messages_do_not_stop_the_batch(localmail, make_config):
     )
     texts = [row[0] for row in db.execute("select data from parsed")]
     assert any("la partie lisible" in t for t in texts)
-
-
-def test_parse_failures_are_retried_then_quarantined(localmail, make_config):
-    config = make_config()
-    replies = sample_replies(4, seed=8)
-    localmail.append(config.imap.username, replies)
-    db = open_db(config.database)
-    from mailflow.receiving.ingest import session, sync_folder
-
-    with session(config.imap) as client:
-        sync_folder(db, client, "INBOX", config.imap)
-    poison = replies[2]
-
-    def fragile(raw, spec):
-        if raw == poison:
-            raise RuntimeError("parser bug")
-        return parse_message(raw, spec)
-
-    assert parse_pending(db, None, parser=fragile) == (3, 1, 0)
-    for attempt in range(2, MAX_PARSE_ATTEMPTS + 1):
-        expected = (0, 0, 1) if attempt == MAX_PARSE_ATTEMPTS else (0, 1, 0)
-        assert parse_pending(db, None, parser=fragile) == expected
-    status, attempts, error = db.execute(
-        "select status, attempts, error from messages where raw = ?", [poison]
-    ).fetchone()
-    assert (status, attempts) == ("quarantined", MAX_PARSE_ATTEMPTS)
-    assert "RuntimeError: parser bug" in error
-    assert parse_pending(db, None, parser=fragile) == (0, 0, 0)
 
 
 def _stored(config):

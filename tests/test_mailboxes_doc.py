@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from mailflow import oauth
 from mailflow.cli import cli
 from mailflow.config import load_config
 from mailflow.localmail import PASSWORD, SmtpServer
@@ -55,13 +54,6 @@ def toml(data: dict[str, Any], prefix: str = "") -> str:
             scalars.append(f"{key} = {json.dumps(value)}")
     head = [f"[{prefix[:-1]}]"] if prefix and scalars else []
     return "\n".join([*head, *scalars, "", *tables])
-
-
-@pytest.fixture(autouse=True)
-def _no_cached_tokens():
-    oauth.forget()
-    yield
-    oauth.forget()
 
 
 @pytest.fixture

@@ -30,13 +30,6 @@ TENANT = "programme-tenant"
 SECRET = ENV["MAILFLOW_OAUTH_CLIENT_SECRET"]
 
 
-@pytest.fixture(autouse=True)
-def _no_cached_tokens():
-    oauth.forget()
-    yield
-    oauth.forget()
-
-
 @pytest.fixture
 def app():
     """A client id of its own for each test (the identity provider lives for the session)."""

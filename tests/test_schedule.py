@@ -101,3 +101,18 @@ def test_holidays_wait_for_a_database_that_cannot_take_them(tmp_path):
     calendars.keep(db)
     kept = db.execute("select year from holiday_years where year = 2033").fetchall()
     assert kept == [(2033,)]
+
+
+def test_a_clock_file_reads_local_time_as_tick_at_does(tmp_path):
+    from mailflow.errors import ConfigError
+    from mailflow.running.clock import FileClock
+
+    paris = PARIS
+    path = tmp_path / "clock"
+    path.write_text("2026-12-04T09:30\n")
+    assert FileClock(path, paris).now() == dt.datetime(2026, 12, 4, 9, 30, tzinfo=paris)
+    path.write_text("2026-12-04T09:30:00+00:00")
+    assert FileClock(path, paris).now() == dt.datetime(2026, 12, 4, 10, 30, tzinfo=paris)
+    path.write_text("vendredi")
+    with pytest.raises(ConfigError, match="--clock-file"):
+        FileClock(path, paris)

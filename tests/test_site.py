@@ -15,6 +15,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from mailflow.admin.site import MANIFEST, differences, digest, init_site, shipped_files
@@ -295,3 +296,43 @@ def test_a_site_that_cannot_be_written_is_one_clear_line(tmp_path):
     assert result.exit_code == 1
     assert result.output.startswith(f"mailflow: cannot make the site in {tmp_path / 'site'}: ")
     assert "Traceback" not in result.output and result.output.count("\n") == 1
+
+
+@pytest.mark.starts_servers
+def test_stand_in_servers_give_a_new_site_its_mailboxes(tmp_path):
+    """A trial without the organisation's servers: every address of the site gets a mailbox
+    on loopback, and the settings printed are those that reach it."""
+    import signal
+    import smtplib
+
+    from imapclient import IMAPClient
+
+    from mailflow.programme.roster import load_roster
+
+    init(str(tmp_path / "site"))
+    config = load_config(tmp_path / "site/mailflow.toml")
+    servers = subprocess.Popen(
+        [sys.executable, "-m", "mailflow.localmail", "-c", str(config.path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        assert servers.stdout is not None
+        first = servers.stdout.readline()
+        found = re.search(
+            r"IMAP on 127\.0\.0\.1:(\d+), SMTP on 127\.0\.0\.1:(\d+), (\d+) mai", first
+        )
+        assert found, first
+        imap_port, smtp_port, boxes = map(int, found.groups())
+        assert config.roster is not None
+        member = load_roster(config.roster).defis[0].members[0].address
+        with smtplib.SMTP("127.0.0.1", smtp_port) as smtp:
+            smtp.sendmail(config.addresses.sender, [member], b"Subject: essai\r\n\r\nBonjour\r\n")
+        client = IMAPClient("127.0.0.1", port=imap_port, ssl=False, timeout=10)
+        client.login(member, "secret")
+        assert client.select_folder("INBOX")[b"EXISTS"] == 1
+        client.logout()
+        assert boxes >= 5
+    finally:
+        servers.send_signal(signal.SIGTERM)
+        output, _ = servers.communicate(timeout=30)
+    assert servers.returncode == 0, output

@@ -75,7 +75,9 @@ def test_an_oversized_message_has_its_header_parsed_and_the_reason(localmail, ma
     assert json.loads(normal)["unreadable"] is None
 
 
-def test_a_message_that_cannot_be_parsed_keeps_its_header_and_reason(localmail, make_config):
+def test_a_message_that_cannot_be_parsed_is_retried_then_quarantined_with_its_header(
+    localmail, make_config
+):
     config = make_config()
     replies = sample_replies(3, seed=21)
     localmail.append(config.imap.username, replies)
@@ -89,8 +91,12 @@ def test_a_message_that_cannot_be_parsed_keeps_its_header_and_reason(localmail, 
             raise RuntimeError("parser bug")
         return parse_message(raw, spec)
 
-    for _ in range(MAX_PARSE_ATTEMPTS):
-        parse_pending(db, None, parser=fragile)
+    # (parsed, to retry, quarantined) at each attempt: retried, then quarantined, then left.
+    assert parse_pending(db, None, parser=fragile) == (2, 1, 0)
+    for attempt in range(2, MAX_PARSE_ATTEMPTS + 1):
+        expected_counts = (0, 0, 1) if attempt == MAX_PARSE_ATTEMPTS else (0, 1, 0)
+        assert parse_pending(db, None, parser=fragile) == expected_counts
+    assert parse_pending(db, None, parser=fragile) == (0, 0, 0)
     expected = parse_message(poison)
     key = expected.message_id
     status, error, sender, subject, _, data = parsed_row(db, key)

@@ -12,9 +12,10 @@ in the mailbox is changed (folders are examined read-only).
 from __future__ import annotations
 
 import datetime as dt
+import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -55,13 +56,16 @@ def checks(path: Path | str | None) -> Iterator[Check]:
     try:
         config = load_config(path)
     except ConfigError as e:
-        yield Check("config", False, f"{e} (see `mailflow init` for a commented example)")
+        hint = "" if "mailflow init" in str(e) else " (see `mailflow init` for a commented example)"
+        yield Check("config", False, f"{e}{hint}")
         return
     rehearsal = "; rehearsal: the clock may be moved (tick --at the future)"
     yield Check("config", True, f"{config.path}{rehearsal if config.rehearsal else ''}")
-    yield _run("secrets", lambda: _secrets(config))
+    secrets = _run("secrets", lambda: _secrets(config))
+    yield secrets
     yield _run("database", lambda: _database(config))
-    yield _run("public holidays", lambda: _holidays(config))
+    if config.database.exists():
+        yield _run("public holidays", lambda: _holidays(config))
     workflows: list[Workflow] = []
     loaded = _run("workflows", lambda: _workflows(config, workflows))
     yield loaded
@@ -76,7 +80,11 @@ def checks(path: Path | str | None) -> Iterator[Check]:
         yield from _order(config, workflows)
     yield from _copies(config)
     yield _run("roster", lambda: _roster(config))
-    yield from _servers(config)
+    if secrets.ok:
+        yield from _servers(config)
+    else:
+        for name in ("IMAP", "alias", "SMTP"):
+            yield Check(name, False, "not checked: fix the secrets first")
 
 
 def _servers(config: Config) -> Iterator[Check]:
@@ -125,13 +133,12 @@ def _secrets(config: Config) -> str:
     if config.smtp.username:
         more = _secret_names(config.smtp.oauth2, config.smtp.password_env)
         named += [n for n in more if n not in named]
-    token = (
-        f"${config.security.secret_env}"
-        if config.security.secret
-        else f"${config.security.secret_env} unset: a secret kept in the database signs tokens"
-    )
-    listed = f"{', '.join(named)} set; " if named else ""
-    return f"{listed}{token}"
+    unset = ""
+    if config.security.secret:
+        named.append(f"${config.security.secret_env}")
+    else:
+        unset = f"; ${config.security.secret_env} unset: a secret kept in the database signs tokens"
+    return f"{', '.join(named)} set{unset}"
 
 
 def _secret_names(source: OAuth2Config | None, password_env: str) -> list[str]:
@@ -145,6 +152,17 @@ def _database(config: Config) -> str:
     from ..store import mailbox
     from ..store.db import open_db
 
+    if not config.database.exists():
+        folder = next(p for p in config.database.parents if p.exists())
+        if not os.access(folder, os.W_OK):
+            raise MailflowError(
+                f"{config.database} does not exist and {folder} cannot be written by this "
+                f"user: create {config.database.parent} for the service's user (see the README)"
+            )
+        return (
+            f"{config.database} not created yet: the first tick or the service creates it "
+            "(doctor does not, so that it belongs to the user the service runs as)"
+        )
     db = open_db(config.database)
     result = mailbox.integrity(db)
     if result != "ok":
@@ -170,7 +188,7 @@ def _workflows(config: Config, found: list[Workflow]) -> str:
     from ..programme.workflow import load_workflows
 
     found.extend(load_workflows(config.workflows_dir))
-    names = ", ".join(f"{w.name} ({len(w.steps)} steps)" for w in found)
+    names = ", ".join(f"{w.name} ({_counted(len(w.steps), 'step')})" for w in found)
     return f"{config.workflows_dir}: {names or 'no workflow files'}"
 
 
@@ -178,7 +196,8 @@ def _templates(config: Config, rendered: dict[str, str]) -> str:
     from ..running.engine import Engine
     from ..running.preflight import check
 
-    engine = Engine(config, preflight=False)
+    # An in-memory database: rendering needs no live one, and doctor creates none.
+    engine = Engine(replace(config, database=Path(":memory:")), preflight=False)
     texts = check(engine, engine.languages(), cached=False)
     rendered.update(texts)
     return f"{config.templates_dir}: every mail renders ({len(texts)} templates, with samples)"
@@ -278,12 +297,14 @@ def _roster(config: Config) -> str:
         raise MailflowError("no roster: set [mailflow] roster to a file of teams and staff")
     roster = load_roster(config.roster)
     members = sum(len(d.members) for d in roster.defis)
+    people = f"{_counted(len(roster.defis), 'team')}, {_counted(members, 'member')}"
     if not roster.staff:
-        return (
-            f"{len(roster.defis)} teams, {members} members, no staff: staff mail goes to the "
-            f"alias {config.addresses.alias}"
-        )
-    return f"{len(roster.defis)} teams, {members} members, {len(roster.staff)} staff members"
+        return f"{people}, no staff: staff mail goes to the alias {config.addresses.alias}"
+    return f"{people}, {_counted(len(roster.staff), 'staff member')}"
+
+
+def _counted(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _imap(config: Config) -> str:

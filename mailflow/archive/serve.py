@@ -152,6 +152,7 @@ def _check_port(host: str, port: int) -> None:
 
 def serve(config: Config, say: Callable[[str], None]) -> None:
     """Serve the archive until interrupted (SIGINT or SIGTERM)."""
+    require_extra()
     import uvicorn
 
     assert config.archive is not None

@@ -70,7 +70,11 @@ class LocalMail:
 
     def start(self) -> LocalMail:
         self.dovecot.start()
-        self.smtp.start()
+        try:
+            self.smtp.start()
+        except BaseException:
+            self.cleanup()  # a Dovecot left running would outlive the failed caller
+            raise
         return self
 
     def stop(self) -> None:

@@ -185,7 +185,8 @@ class SmtpServer:
             from aiosmtpd.controller import Controller
         except ImportError:
             raise LocalMailError(
-                "aiosmtpd is not installed: pip install 'mailflow[test]' (or run `bash .ci/setup`)"
+                "aiosmtpd, the SMTP server of the demo and the tests, is not installed:"
+                " pip install aiosmtpd (in a checkout, `bash .ci/setup` installs it)"
             ) from None
         kwargs: dict[str, Any] = {
             "auth_exclude_mechanism": [

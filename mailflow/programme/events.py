@@ -6,7 +6,13 @@ hours, place, title or status increments the event's ``sequence`` (iCalendar's
 SEQUENCE) and is recorded in ``event_changes``, from which updates and cancellations are
 sent. An event that disappears from its source is cancelled, not forgotten. An event
 changed or cancelled by a command keeps the command's version: its source no longer
-overrides it.
+overrides it. A change of time resets the answers to its invitation (``attendance``).
+
+A recurring event of a calendar (RRULE, RDATE, EXDATE, RECURRENCE-ID overrides) is
+expanded by ``recurring-ical-events`` over ``WINDOW`` around the present: each occurrence
+is an event of its own, with the series' UID and its ``recurrence_id`` (the original start,
+in UTC), from which its id is made; so a moved occurrence is the same event, changed, and
+a removed one is cancelled alone.
 
 The planning file::
 
@@ -28,11 +34,15 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
+from ..config import CALENDAR_SCHEMES
 from ..errors import ConfigError, MailflowError
+from ..store import attendance as attendance_store
 from ..store import events as store
 from ..store.db import Database, transaction
 from ..store.states import Change, EventStatus
@@ -43,6 +53,10 @@ log = logging.getLogger(__name__)
 KINDS = ("session", "bootcamp", "seminar", "other")
 AUDIENCES = ("entrepreneurs", "mentors", "staff", "everyone")
 SIGNIFICANT = ("title", "starts", "ends", "all_day", "place", "status")
+TIMING = ("starts", "ends", "all_day")  # a change of these resets the answers
+# The occurrences of recurring calendar events kept: from a month ago to a year ahead.
+WINDOW = (dt.timedelta(days=31), dt.timedelta(days=366))
+_TIMING_CHANGE = re.compile(r"(?:^|; )(?:" + "|".join(TIMING) + r"): ")
 
 
 @dataclass(frozen=True)
@@ -61,6 +75,7 @@ class Event:
     source: str = "planning"
     status: str = EventStatus.CONFIRMED
     sequence: int = 0
+    recurrence_id: str = ""  # an occurrence of a series: its original start (see ``recurrence``)
 
     def local_day(self, tz: ZoneInfo) -> dt.date:
         return self.starts.astimezone(tz).date()
@@ -78,8 +93,18 @@ class Event:
             "ends": ends, "last_day": last_day, "all_day": self.all_day,
             "days": (last_day - starts.date()).days + 1, "place": self.place,
             "theme": self.theme, "agenda": self.agenda, "audience": self.audience,
-            "status": self.status, "sequence": self.sequence,
+            "status": self.status, "sequence": self.sequence, "uid": self.uid,
+            "recurrence_id": self.recurrence_id,
         }  # fmt: skip
+
+    def recurrence(self, tz: ZoneInfo) -> dt.datetime | dt.date | None:
+        """The RECURRENCE-ID of an occurrence of a series (local time, or a day), else None."""
+        if not self.recurrence_id:
+            return None
+        if len(self.recurrence_id) == 8:
+            return dt.datetime.strptime(self.recurrence_id, "%Y%m%d").date()
+        moment = dt.datetime.strptime(self.recurrence_id, "%Y%m%dT%H%M%SZ")
+        return moment.replace(tzinfo=dt.UTC).astimezone(tz)
 
 
 def _moment(t: Table, key: str, tz: ZoneInfo, end: bool = False) -> tuple[dt.datetime, bool]:
@@ -127,8 +152,16 @@ def load_planning(path: Path, tz: ZoneInfo, domain: str) -> list[Event]:
     return events
 
 
+def is_url(location: str) -> bool:
+    """Whether a calendar is read from the web (``webcal://`` is ``https://``)."""
+    return location.startswith(CALENDAR_SCHEMES)
+
+
 def _read_ics(location: str) -> bytes:
-    if location.startswith(("http://", "https://")):
+    if location.startswith("webcal://"):
+        # webcal:// only tells a browser to hand the feed to a calendar: it is served over https.
+        location = "https://" + location.removeprefix("webcal://")
+    if is_url(location):
         import urllib.request  # only where a calendar is read from the web
 
         try:
@@ -150,50 +183,78 @@ def _ics_moment(value: object, tz: ZoneInfo) -> tuple[dt.datetime, bool]:
     raise ValueError(f"not a date: {value!r}")
 
 
-def load_ics(location: str, tz: ZoneInfo, default_audience: str = "everyone") -> list[Event]:
-    """The events of an iCalendar file or URL (VEVENTs); unreadable ones are skipped, logged."""
+def recurrence_key(value: object, tz: ZoneInfo) -> str:
+    """The stored form of a RECURRENCE-ID: ``20270114T083000Z`` (UTC), or ``20270114``."""
+    if isinstance(value, dt.datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=tz)
+        return moment.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    if isinstance(value, dt.date):
+        return value.strftime("%Y%m%d")
+    raise ValueError(f"not a date: {value!r}")
+
+
+def load_ics(
+    location: str, tz: ZoneInfo, default_audience: str = "everyone",
+    now: dt.datetime | None = None,
+) -> list[Event]:  # fmt: skip
+    """The events of an iCalendar file or URL, recurring ones expanded over ``WINDOW``
+    around ``now``; unreadable events are skipped, logged."""
     import icalendar
+    import recurring_ical_events
 
     try:
         calendar = icalendar.Calendar.from_ical(_read_ics(location))
     except ValueError as e:
         raise MailflowError(f"calendar {location}: not iCalendar data ({e})") from e
+    now = now or dt.datetime.now(dt.UTC)
+    try:
+        expanded = recurring_ical_events.of(calendar, skip_bad_series=True).between(
+            now - WINDOW[0], now + WINDOW[1]
+        )
+    except Exception as e:  # the library's errors have no common base; none must stop a tick
+        raise MailflowError(f"calendar {location}: its events cannot be expanded ({e})") from e
     events = []
-    for component in calendar.walk("VEVENT"):
+    for component in expanded:
         try:
-            uid = str(component["UID"])
-            starts, all_day = _ics_moment(component.decoded("DTSTART"), tz)
-            if "DTEND" in component:
-                ends, _ = _ics_moment(component.decoded("DTEND"), tz)
-            elif "DURATION" in component:
-                ends = starts + component.decoded("DURATION")
-            else:
-                ends = starts + dt.timedelta(days=1 if all_day else 0)
+            events.append(_ics_event(component, tz, default_audience))
         except (KeyError, ValueError) as e:
             log.warning("calendar %s: an event skipped (%s)", location, e)
-            continue
-        categories = [str(c).lower() for c in _categories(component)]
-        kind = next((c for c in categories if c in KINDS), "other")
-        audience = str(component.get("X-MAILFLOW-AUDIENCE", default_audience)).lower()
-        events.append(
-            Event(
-                id="ics-" + hashlib.sha256(uid.encode()).hexdigest()[:12],
-                uid=uid,
-                kind=kind,
-                title=str(component.get("SUMMARY", "")),
-                starts=starts,
-                ends=ends,
-                all_day=all_day,
-                place=str(component.get("LOCATION", "")),
-                agenda=str(component.get("DESCRIPTION", "")),
-                audience=audience if audience in AUDIENCES else default_audience,
-                source="ics",
-                status=EventStatus.CANCELLED
-                if str(component.get("STATUS", "")).upper() == "CANCELLED"
-                else EventStatus.CONFIRMED,
-            )
-        )
-    return events
+    return sorted(events, key=lambda e: (e.starts, e.id))
+
+
+def _ics_event(component: Any, tz: ZoneInfo, default_audience: str) -> Event:
+    uid = str(component["UID"])
+    starts, all_day = _ics_moment(component.decoded("DTSTART"), tz)
+    if "DTEND" in component:
+        ends, _ = _ics_moment(component.decoded("DTEND"), tz)
+    elif "DURATION" in component:
+        ends = starts + component.decoded("DURATION")
+    else:
+        ends = starts + dt.timedelta(days=1 if all_day else 0)
+    recurrence = ""
+    if "RECURRENCE-ID" in component:
+        recurrence = recurrence_key(component.decoded("RECURRENCE-ID"), tz)
+    digest = hashlib.sha256(uid.encode()).hexdigest()[:12]
+    categories = [str(c).lower() for c in _categories(component)]
+    kind = next((c for c in categories if c in KINDS), "other")
+    audience = str(component.get("X-MAILFLOW-AUDIENCE", default_audience)).lower()
+    return Event(
+        id=f"ics-{digest}-{recurrence.lower()}" if recurrence else f"ics-{digest}",
+        uid=uid,
+        kind=kind,
+        title=str(component.get("SUMMARY", "")),
+        starts=starts,
+        ends=ends,
+        all_day=all_day,
+        place=str(component.get("LOCATION", "")),
+        agenda=str(component.get("DESCRIPTION", "")),
+        audience=audience if audience in AUDIENCES else default_audience,
+        source="ics",
+        status=EventStatus.CANCELLED
+        if str(component.get("STATUS", "")).upper() == "CANCELLED"
+        else EventStatus.CONFIRMED,
+        recurrence_id=recurrence,
+    )
 
 
 def _categories(component: object) -> list[str]:
@@ -212,7 +273,7 @@ def _row(event: Event) -> tuple[object, ...]:
     return (
         event.id, event.uid, event.kind, event.title, _utc(event.starts),
         _utc(event.ends), int(event.all_day), event.place, event.theme, event.agenda,
-        event.audience, event.source, event.status, event.sequence,
+        event.audience, event.source, event.status, event.sequence, event.recurrence_id,
     )  # fmt: skip
 
 
@@ -226,6 +287,7 @@ def _from_row(row: tuple[object, ...]) -> Event:
         starts=dt.datetime.fromisoformat(str(row[4])), ends=dt.datetime.fromisoformat(str(row[5])),
         all_day=bool(row[6]), place=str(row[7]), theme=str(row[8]), agenda=str(row[9]),
         audience=str(row[10]), source=str(row[11]), status=str(row[12]), sequence=int(str(row[13])),
+        recurrence_id=str(row[14]),
     )  # fmt: skip
 
 
@@ -267,7 +329,14 @@ def save_event(db: Database, event: Event) -> str | None:
     store.save_event(db, _row(event), event.fingerprint())
     if change != Change.EDITED:
         store.record_change(db, event.id, event.sequence, change, detail)
+    if stored is not None and rescheduled(detail):
+        attendance_store.reset(db, event.id)  # as calendar clients do: everyone answers anew
     return change
+
+
+def rescheduled(detail: str) -> bool:
+    """Whether the detail of changes (``_differences``, joined) tells of a change of time."""
+    return bool(_TIMING_CHANGE.search(detail))
 
 
 def sync_events(

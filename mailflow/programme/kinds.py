@@ -11,8 +11,9 @@ anywhere, registered with ``@register``) plus its templates:
         audiences = ("each_defi",)
 
 The kinds shipped: ``send`` (a template to an audience), ``digest`` (what was collected),
-``invite`` (an event reminder with its invitation), ``notes`` (a défi's own answers before
-a session) and ``help`` (the staff's list of mail waiting for a person).
+``invite`` (an event reminder with its invitation), ``attendance`` (an event's headcount,
+in ``attendance``), ``notes`` (a défi's own answers before a session) and ``help`` (the
+staff's list of mail waiting for a person).
 """
 
 from __future__ import annotations
@@ -213,7 +214,7 @@ class Invite(Kind):
         config = mailer.config
         method = "CANCEL" if occ.event.status == EventStatus.CANCELLED else "REQUEST"
         ics = invitation.calendar(
-            occ.event, method=method, organizer=config.addresses.sender,
+            occ.event, method=method, organizer=config.addresses.reply_to,
             organizer_name=config.addresses.sender_name, attendee=recipient.to[0],
             tz=config.timezone, stamp=now,
         )  # fmt: skip
@@ -343,4 +344,5 @@ def to_read(db: Database, config: Any, *, listed: bool = False) -> list[dict[str
 
 
 # Kinds of their own modules register on import.
+from . import attendance as _attendance  # noqa: E402, F401
 from . import report as _report  # noqa: E402, F401

@@ -20,7 +20,7 @@ from ..store.db import Database, iso, transaction
 from ..store.outgoing import Outgoing
 from ..store.states import Change, Run
 from .audiences import recipient_context, recipients
-from .events import Event
+from .events import Event, rescheduled
 from .kinds import Invite, kind_of
 from .occurrences import due_at
 from .workflow import Step, Workflow, reads_answers
@@ -108,7 +108,7 @@ def change_mails(
         return []  # the next reminder will carry the new details
     step = Step(f"{change}{event.sequence}", now.time(), Invite.name, template, "attendees")
     context = base_context(mailer.config, occ, now, now, False)
-    context["change"] = {"kind": change, "detail": detail}
+    context["change"] = {"kind": change, "detail": detail, "rescheduled": rescheduled(detail)}
     return build_mails(db, mailer, occ, step, "attendees", context, now)
 
 
@@ -260,6 +260,7 @@ def _record(
         schedule.record_run(db, occ.workflow.name, occ.id, step.id, due, now, status, note,
                             str(reason or ""))  # fmt: skip
     log.info(
-        "%s %s %s: %s, %d mails queued %s", occ.workflow.name, occ.id, step.id, status, queued, note
-    )
+        "%s %s %s: %s, %d mail%s queued%s", occ.workflow.name, occ.id, step.id, status, queued,
+        "" if queued == 1 else "s", f" ({note})" if note else "",
+    )  # fmt: skip
     return StepRun(occ.workflow.name, occ.id, step.id, status, queued, note)

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import MailflowError
+from ..programme.attendance import record_reply
 from ..programme.opening import coming_occurrence
 from ..programme.receipts import Answer, PresenceNote
 from ..programme.roster import respondent_addresses
@@ -232,6 +233,8 @@ def judge(
 
 def _statement(parsed: ParsedMessage, now: dt.datetime, tz: dt.tzinfo) -> Statement | None:
     """What a person's own mail says of their presence, if its first words say it."""
+    if parsed.calendar_reply:
+        return None  # an answer to an invitation: its comment is for the organiser
     if parsed.automatic and parsed.automatic_reason not in _TEXT_ONLY:
         return None  # marked automatic by its headers: a responder's, never obeyed
     today = now.astimezone(tz).date()
@@ -413,6 +416,8 @@ def _record(
     )  # fmt: skip
     if not recorded:
         return False
+    if verdict.data and "calendar_reply" in verdict.data:
+        record_reply(db, message, parsed, now)
     if verdict.flag:
         address, kind, detail = verdict.flag
         add_flag(db, address, kind, detail, now, message=message)

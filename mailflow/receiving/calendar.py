@@ -4,7 +4,8 @@ A reply is a ``text/calendar`` part whose calendar has ``METHOD:REPLY``; its fir
 event gives the ``UID`` and the attendee's ``PARTSTAT``. Outlook, Gmail, Thunderbird
 and Apple Calendar all send one, whatever the language of their subject ("Accepté :",
 "Invitation acceptée :", "Accepted:"). The attendee's comment is the event's
-``COMMENT``, or Gmail's ``X-RESPONSE-COMMENT`` parameter of the attendee.
+``COMMENT``, or Gmail's ``X-RESPONSE-COMMENT`` parameter of the attendee. A reply to one
+occurrence of a series has its ``RECURRENCE-ID`` (value, and time zone when it has one).
 
 A small reader of its own rather than ``icalendar``: a reply has a handful of lines,
 and this reads every client's without failing on what ``icalendar`` rejects.
@@ -36,9 +37,16 @@ class CalendarReply:
     partstat: str
     comment: str = ""
     producer: str = ""  # PRODID: which client wrote it
+    recurrence_id: str = ""  # as written: 20270114T093000, 20270114T083000Z or 20270114
+    recurrence_tz: str = ""  # its TZID, if any
 
     def as_json(self) -> dict[str, str]:
-        return {"uid": self.uid, "attendee": self.attendee, "partstat": self.partstat}
+        found = {"uid": self.uid, "attendee": self.attendee, "partstat": self.partstat}
+        if self.recurrence_id:
+            found["recurrence_id"] = self.recurrence_id
+            if self.recurrence_tz:
+                found["recurrence_tz"] = self.recurrence_tz
+        return found
 
 
 def _properties(text: str) -> list[Property]:
@@ -88,6 +96,7 @@ def _reply(props: list[Property], sender: str) -> CalendarReply | None:
         return None
     producer = next((p.value for p in props if p.name == "PRODID"), "")
     uid, comment, attendees, depth = "", "", [], 0
+    recurrence: Property | None = None
     for prop in props:
         if prop.name == "BEGIN" and prop.value.strip().upper() in ("VEVENT", "VTODO"):
             depth += 1
@@ -95,6 +104,8 @@ def _reply(props: list[Property], sender: str) -> CalendarReply | None:
             break  # the first event is the one answered
         elif depth and prop.name == "UID":
             uid = prop.value.strip()
+        elif depth and prop.name == "RECURRENCE-ID":
+            recurrence = prop
         elif depth and prop.name == "COMMENT":
             comment = _text(prop.value)
         elif depth and prop.name == "ATTENDEE":
@@ -106,4 +117,8 @@ def _reply(props: list[Property], sender: str) -> CalendarReply | None:
     chosen = next((a for a in answers if _address(a.value).lower() == sender), answers[0])
     comment = comment or _text(chosen.params.get("X-RESPONSE-COMMENT", ""))
     partstat = PARTSTATS[chosen.params["PARTSTAT"].upper()]
-    return CalendarReply(uid, _address(chosen.value).lower(), partstat, comment, producer)
+    return CalendarReply(
+        uid, _address(chosen.value).lower(), partstat, comment, producer,
+        recurrence.value.strip() if recurrence else "",
+        recurrence.params.get("TZID", "") if recurrence else "",
+    )  # fmt: skip

@@ -343,6 +343,19 @@ class Executor:
         save_event(db, replace(event, status=EventStatus.CANCELLED, source="mail"))
         return Done("cancelled", {"event": event.as_context(self.config.timezone)})
 
+    @handles("attendance")
+    def _do_attendance(self, r: Request) -> Done:
+        """An event's headcount: that ``id``'s, or the next event's that was announced."""
+        from ..programme.attendance import headcount, next_announced
+
+        event_id = r.command.get("id").lower()
+        event = get_event(r.db, event_id) if event_id else next_announced(r.db, r.now)
+        if event is None:
+            raise CommandError("unknown_event" if event_id else "no_event", id=event_id)
+        tz = self.config.timezone
+        data = {"event": event.as_context(tz), "attendance": headcount(r.db, event, tz)}
+        return Done("attendance", data)
+
     @handles("skip")
     def _do_skip(self, r: Request) -> Done:
         db, command, sender, now = r.db, r.command, r.sender, r.now

@@ -23,6 +23,8 @@ from .mime import BodyText, addresses, body_text, decode_header, unfold
 from .reply import ReplyContext, extract_reply, looks_forwarded
 from .sections import SectionSpec
 
+Headers = dict[str, list[str]]  # by lower-case name
+
 _MSGID = re.compile(r"<[^<>\s]+>")
 _HEADER_END = re.compile(rb"\r?\n\r?\n")
 MAX_DISPLAY = 998  # characters of a subject or a name: the longest line a mail may have
@@ -123,7 +125,7 @@ class _Decoded(dict[str, list[str]]):
         return self[key]
 
 
-def _headers(msg: Any) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+def _headers(msg: Any) -> tuple[Headers, Headers]:
     """Every header by lower-case name: decoded (on demand), and raw (for addresses)."""
     raw: dict[str, list[str]] = defaultdict(list)
     for name, value in msg.raw_items():
@@ -178,6 +180,50 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
     date = _date(_first(headers, "date"), warnings)
     body = body_text(msg)
     warnings.extend(body.warnings)
+    return ParsedMessage(
+        message_id=message_ids[0] if message_ids else None,
+        from_address=from_address,
+        from_name=name,
+        subject=subject,
+        date=date,
+        author=author,
+        senders=tuple(a for _, a in senders),
+        **_addressing(headers, raw_headers),
+        **_reading(msg, headers, raw_headers, body, spec, (author, author_name, subject, date)),
+        attachments=tuple(display(a) for a in body.attachments),
+        # Read raw, never decoded: an encoded word is no authserv-id (RFC 8601), and
+        # decoding one would let a sender write the trusted server's name unseen by it.
+        authentication_results=tuple(map(unfold, raw_headers.get("authentication-results", []))),
+        from_html=body.from_html,
+        warnings=tuple(warnings),
+    )
+
+
+def _addressing(headers: Headers, raw_headers: Headers) -> dict[str, Any]:
+    """Who a message was sent to, and which messages it answers."""
+
+    def listed(*names: str) -> tuple[str, ...]:
+        return tuple(a for h in names for _, a in addresses(", ".join(raw_headers.get(h, []))))
+
+    return {
+        "to": listed("to"),
+        "cc": listed("cc"),
+        "reply_to": tuple(a for _, a in addresses(_first(raw_headers, "reply-to"))),
+        "delivered_to": listed("delivered-to", "x-original-to", "envelope-to"),
+        "in_reply_to": tuple(_MSGID.findall(_first(headers, "in-reply-to"))),
+        "references": tuple(_MSGID.findall(" ".join(headers.get("references", [])))),
+    }
+
+
+def _reading(
+    msg: CappedMessage, headers: Headers, raw_headers: Headers, body: BodyText,
+    spec: SectionSpec | None, about: tuple[str | None, str, str, str | None],
+) -> dict[str, Any]:  # fmt: skip
+    """What a message is (automatic, a calendar reply) and what its sender wrote.
+
+    ``about`` is (author, author's name, subject, date).
+    """
+    author, author_name, subject, date = about
     verdict = automatic.classify(msg, headers, raw_headers, body.text)
     invitation = read_reply(body.calendars, author) if body.calendars else None
     text, sections, fields = _content(body, spec, author_name, subject, "list-id" in raw_headers)
@@ -191,40 +237,17 @@ def parse_message(raw: bytes, spec: SectionSpec | None = None) -> ParsedMessage:
     until = _absent_until(verdict, [text, subject, body.text], date)
     if verdict.kind is not None:
         sections, fields = _empty(spec, "section"), _empty(spec, "field")
-    return ParsedMessage(
-        message_id=message_ids[0] if message_ids else None,
-        from_address=from_address,
-        from_name=name,
-        subject=subject,
-        date=date,
-        author=author,
-        senders=tuple(a for _, a in senders),
-        to=tuple(a for _, a in addresses(", ".join(raw_headers.get("to", [])))),
-        cc=tuple(a for _, a in addresses(", ".join(raw_headers.get("cc", [])))),
-        reply_to=tuple(a for _, a in addresses(_first(raw_headers, "reply-to"))),
-        delivered_to=tuple(
-            a
-            for h in ("delivered-to", "x-original-to", "envelope-to")
-            for _, a in addresses(", ".join(raw_headers.get(h, [])))
-        ),
-        in_reply_to=tuple(_MSGID.findall(_first(headers, "in-reply-to"))),
-        references=tuple(_MSGID.findall(" ".join(headers.get("references", [])))),
-        automatic=verdict.kind,
-        automatic_reason=display(verdict.reason),
-        bounced_recipient=verdict.bounced_recipient,
-        bounce_status=verdict.status,
-        text=text,
-        sections=sections,
-        fields=fields,
-        calendar_reply=invitation.as_json() if invitation else None,
-        absent_until=until,
-        attachments=tuple(display(a) for a in body.attachments),
-        # Read raw, never decoded: an encoded word is no authserv-id (RFC 8601), and
-        # decoding one would let a sender write the trusted server's name unseen by it.
-        authentication_results=tuple(map(unfold, raw_headers.get("authentication-results", []))),
-        from_html=body.from_html,
-        warnings=tuple(warnings),
-    )
+    return {
+        "automatic": verdict.kind,
+        "automatic_reason": display(verdict.reason),
+        "bounced_recipient": verdict.bounced_recipient,
+        "bounce_status": verdict.status,
+        "text": text,
+        "sections": sections,
+        "fields": fields,
+        "calendar_reply": invitation.as_json() if invitation else None,
+        "absent_until": until,
+    }
 
 
 def _absent_until(

@@ -32,10 +32,12 @@ class SystemClock:
 
 
 class FileClock:
-    """The instant written in a file (``2026-11-27T09:00:00+01:00``)."""
+    """The instant written in a file (``2026-11-27T09:00:00+01:00``, or ``2026-11-27 09:00``
+    in the programme's time zone, as ``tick --at`` reads it)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, timezone: dt.tzinfo = dt.UTC) -> None:
         self.path = path
+        self.timezone = timezone
         self._seen: float | None = None
         self.now()
 
@@ -44,9 +46,12 @@ class FileClock:
         try:
             moment = dt.datetime.fromisoformat(text)
         except ValueError:
-            raise ConfigError("--clock-file", "an ISO 8601 instant with its offset", text) from None
+            raise ConfigError(
+                "--clock-file", "an ISO 8601 instant (2026-11-27T09:00, with or without offset)",
+                text,
+            ) from None  # fmt: skip
         if moment.tzinfo is None:
-            raise ConfigError("--clock-file", "an instant with its UTC offset", text)
+            moment = moment.replace(tzinfo=self.timezone)
         self._seen = self.path.stat().st_mtime
         return moment
 

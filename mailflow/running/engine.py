@@ -21,7 +21,15 @@ from typing import TYPE_CHECKING
 from ..config import Config
 from ..errors import ClockError, ConfigError, MailflowError, MailServerError
 from ..programme import calendars
-from ..programme.events import Event, get_event, load_ics, load_planning, sync_events, upcoming
+from ..programme.events import (
+    Event,
+    get_event,
+    is_url,
+    load_ics,
+    load_planning,
+    sync_events,
+    upcoming,
+)  # fmt: skip
 from ..programme.occurrences import due_at, occurrence_day, occurrences_around
 from ..programme.roster import Roster, load_roster, sync_roster
 from ..programme.steps import Occurrence, StepRun, change_mails, failed_notice, give_up, run_step
@@ -174,7 +182,7 @@ class Engine:
             if sources.calendar:
                 stamp = self._calendar_stamp(now)
                 if stamp != self._event_stamps.get("ics"):
-                    found += load_ics(sources.calendar, tz, sources.audience)
+                    found += load_ics(sources.calendar, tz, sources.audience, now)
                     loaded.add("ics")
                     self._event_stamps["ics"] = stamp
         except MailflowError as e:  # a source that cannot be read leaves its events as they were
@@ -190,10 +198,11 @@ class Engine:
 
     def _calendar_stamp(self, now: dt.datetime) -> object:
         location = self.config.events.calendar
-        if location.startswith(("http://", "https://")):
+        if is_url(location):
             return int(now.timestamp() // CALENDAR_REFRESH.total_seconds())
         path = Path(location)
-        return path.stat().st_mtime if path.exists() else None
+        # Read again each day too: the window of recurring events' occurrences moves on.
+        return (path.stat().st_mtime if path.exists() else None, now.date())
 
     def notify_event_changes(self, now: dt.datetime) -> int:
         """Send updates and cancellations of events whose invitations already went out."""
@@ -309,10 +318,11 @@ class Engine:
             key = f"blind:{iso(since)}"
             notices.record(self.db, notices.Notice(key, notices.Kind.BLIND, detail=error), since)
 
-    def dry_run(self, now: dt.datetime | None = None) -> DryRun:
+    def dry_run(self, now: dt.datetime | None = None, *, fetch: bool = True) -> DryRun:
         """What a tick at ``now`` would send, changing nothing: a tick on a copy of the database.
 
-        The mailbox is read (read-only, as always) into the copy; nothing is delivered, and
+        The mailbox is read (read-only, as always; unless ``fetch`` is false, as for a tick
+        with ``--no-fetch``) into the copy; nothing is delivered, and
         any instant may be asked, so that the staff can check next Friday's mail on the
         live install.
         """
@@ -326,7 +336,7 @@ class Engine:
                 target.close()
             twin = Engine(self.config, open_db(path), preflight=False)
             try:
-                report = twin._tick(now, fetch=True, deliver_mail=False)
+                report = twin._tick(now, fetch=fetch, deliver_mail=False)
                 mails = outgoing.due(twin.db, now)
                 subjects = outgoing.subjects(twin.db)
             finally:

@@ -2,7 +2,10 @@
 
 One VEVENT with the event's stable UID and current SEQUENCE, times in the programme's
 time zone with its VTIMEZONE, METHOD:REQUEST for an invitation or an update and
-METHOD:CANCEL for a cancellation. The mail carries it twice, as mail clients expect: a
+METHOD:CANCEL for a cancellation. An occurrence of a series is that occurrence alone: the
+series' UID and the occurrence's RECURRENCE-ID, so that a client shows (or removes) that
+day only. The attendee is asked to answer (``RSVP=TRUE``) to the organizer, the mailbox
+mailflow reads. The mail carries it twice, as mail clients expect: a
 ``text/calendar; method=…`` alternative of the text, and an ``invite.ics`` attachment.
 """
 
@@ -29,7 +32,8 @@ def calendar(
     tz: ZoneInfo,
     stamp: dt.datetime,
 ) -> bytes:
-    """The iCalendar object for one event; ``method`` is REQUEST or CANCEL."""
+    """The iCalendar object for one event; ``method`` is REQUEST or CANCEL; ``organizer``
+    is where replies go."""
     cal = icalendar.Calendar()
     cal.add("prodid", "-//mailflow//mailflow//FR")
     cal.add("version", "2.0")
@@ -37,6 +41,9 @@ def calendar(
     cal.add("method", method)
     vevent = icalendar.Event()
     vevent.add("uid", event.uid)
+    recurrence = event.recurrence(tz)
+    if recurrence is not None:
+        vevent.add("recurrence-id", recurrence)
     vevent.add("sequence", event.sequence)
     vevent.add("dtstamp", stamp.astimezone(dt.UTC))
     if event.all_day:
@@ -61,11 +68,11 @@ def calendar(
     if attendee:
         person = icalendar.vCalAddress(f"mailto:{attendee}")
         person.params.update(
-            {"role": "REQ-PARTICIPANT", "partstat": "NEEDS-ACTION", "rsvp": "FALSE"}
+            {"role": "REQ-PARTICIPANT", "partstat": "NEEDS-ACTION", "rsvp": "TRUE"}
         )
         vevent.add("attendee", person)
     cal.add_component(vevent)
-    if not event.all_day:
+    if not event.all_day or isinstance(recurrence, dt.datetime):
         cal.subcomponents.insert(0, _vtimezone(tz.key, event.starts.year))
     return bytes(cal.to_ical())
 

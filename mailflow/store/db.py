@@ -16,6 +16,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+from ..errors import StoreError
 from .migrations import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 30_000
@@ -65,11 +66,7 @@ def open_db(
     ``sqlite3.OperationalError``.
     """
     if str(path) != ":memory:":
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        # SQLite would create the file 0644 whatever the umask; created here, it follows the
-        # umask (the service's 0007 lets its group read and write it), and so do its WAL files.
-        with suppress(FileExistsError):
-            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        _prepare_file(Path(path))
     conn = sqlite3.connect(str(path), isolation_level=None, timeout=busy_timeout_ms / 1000)
     conn.execute("PRAGMA journal_mode=WAL")
     # NORMAL in WAL mode is durable against a crashed or killed process, which is the
@@ -82,6 +79,45 @@ def open_db(
     if migrate:
         apply_migrations(db)
     return db
+
+
+def _prepare_file(path: Path) -> None:
+    """Create the database's folder and file if needed; ``StoreError`` when this user
+    cannot write them (SQLite writes its WAL and shared-memory files beside the database,
+    even to read)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except PermissionError:
+        raise StoreError(
+            f"cannot create the database's folder {path.parent}: create it for the service's "
+            f"user (install -d -o mailflow -g mailflow -m 2770 {path.parent})"
+        ) from None
+    _check_writable(path.parent, path)
+    # SQLite would create the file 0644 whatever the umask; created here, it follows the
+    # umask (the service's 0007 lets its group read and write it), and so do its WAL files.
+    with suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    _check_writable(path, path)
+
+
+def _check_writable(target: Path, database: Path) -> None:
+    if os.access(target, os.W_OK):
+        return
+    owner, user = _user_name(target.stat().st_uid), _user_name(os.geteuid())
+    raise StoreError(
+        f"{target} is owned by {owner} and cannot be written by {user}: run mailflow as the "
+        f"user that owns it, or give the folder to the service's user "
+        f"(chown -R mailflow:mailflow {database.parent})"
+    )
+
+
+def _user_name(uid: int) -> str:
+    import pwd
+
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
 
 
 @contextmanager

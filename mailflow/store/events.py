@@ -15,7 +15,7 @@ from .states import EventStatus
 
 COLUMNS = (
     "id, uid, kind, title, starts, ends, all_day, place, theme, agenda, audience, source,"
-    " status, sequence"
+    " status, sequence, recurrence_id"
 )
 Row = tuple[object, ...]
 
@@ -58,12 +58,13 @@ def save_event(db: Database, row: Row, fingerprint: str) -> None:
     """Insert or update an event from its row of ``COLUMNS``."""
     db.execute(
         f"insert into events ({COLUMNS}, fingerprint, updated_at)"
-        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " values (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " on conflict (id) do update set uid = excluded.uid, kind = excluded.kind,"
         " title = excluded.title, starts = excluded.starts, ends = excluded.ends,"
         " all_day = excluded.all_day, place = excluded.place, theme = excluded.theme,"
         " agenda = excluded.agenda, audience = excluded.audience, source = excluded.source,"
         " status = excluded.status, sequence = excluded.sequence,"
+        " recurrence_id = excluded.recurrence_id,"
         " fingerprint = excluded.fingerprint, updated_at = excluded.updated_at",
         [*row, fingerprint, now_utc()],
     )

@@ -381,6 +381,73 @@ def _caches(db: Database) -> None:
     )
 
 
+def _attendance(db: Database) -> None:
+    """Occurrences of recurring events (``recurrence_id``: one row per UID and RECURRENCE-ID)
+    and the attendees' answers to invitations (iMIP replies), per occurrence.
+
+    SQLite cannot drop the old ``unique (uid)``: ``events`` is rebuilt, and with it
+    ``event_changes`` that refers to it (dropped first, so no reference is left dangling).
+    """
+    _script(
+        db,
+        """
+        create table events_new (
+            id text primary key,
+            uid text not null,
+            recurrence_id text not null default '',
+            kind text not null,
+            title text not null,
+            starts text not null,
+            ends text not null,
+            all_day integer not null default 0,
+            place text not null default '',
+            theme text not null default '',
+            agenda text not null default '',
+            audience text not null,
+            source text not null,
+            status text not null default 'confirmed' check (status in ('confirmed', 'cancelled')),
+            sequence integer not null default 0,
+            fingerprint text not null,
+            updated_at text not null,
+            unique (uid, recurrence_id)
+        );
+        insert into events_new (id, uid, kind, title, starts, ends, all_day, place, theme,
+            agenda, audience, source, status, sequence, fingerprint, updated_at)
+            select id, uid, kind, title, starts, ends, all_day, place, theme, agenda, audience,
+            source, status, sequence, fingerprint, updated_at from events;
+        create table event_changes_new (
+            id integer primary key,
+            event text not null references events_new (id),
+            sequence integer not null,
+            change text not null,
+            detail text not null,
+            created_at text not null,
+            notified_at text
+        );
+        insert into event_changes_new select * from event_changes;
+        drop table event_changes;
+        drop table events;
+        alter table events_new rename to events;
+        alter table event_changes_new rename to event_changes;
+        create index events_starts on events (starts);
+        -- Every answer to an invitation, kept; the latest (by the reply's date) of an
+        -- attendee counts, unless a change of time reset the answers (``reset``).
+        create table attendance (
+            id integer primary key,
+            event text not null references events (id),
+            attendee text not null,
+            partstat text not null check (partstat in ('accepted', 'declined', 'tentative')),
+            comment text not null default '',
+            replied_at text not null,
+            message integer references messages (id),
+            invited integer not null,
+            reset integer not null default 0
+        );
+        create index attendance_event on attendance (event, attendee);
+        """,
+    )
+
+
 def _absences(db: Database) -> None:
     """Who is away, and through which day: from an out-of-office reply's return date or a
     member's own mail ("absent jusqu'au…"); a member's "de retour" cancels theirs."""
@@ -412,5 +479,6 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("0006_notes", _notes),
     ("0007_command_signatures", _command_signatures),
     ("0008_caches", _caches),
+    ("0009_attendance", _attendance),
     ("0010_absences", _absences),
 ]

@@ -122,6 +122,7 @@ class Flag(StrEnum):
     NON_MEMBER = "non_member"
     AMBIGUOUS = "ambiguous"
     ERROR = "error"
+    UNINVITED = "uninvited"  # answered an invitation it was not sent
 
 
 class EventStatus(StrEnum):
