@@ -98,7 +98,9 @@ def test_the_demo_tells_the_day_in_french_and_leaves_its_folder(tmp_path):
         "réponse automatique d'absence de Françoise Giraud (Open Santé) : elle ne compte pas"
         in told
     )
-    assert "Rappel à 2 défis qui n'ont pas répondu : Archipel et Open Santé" in told
+    # Her out-of-office says she is away until Monday: Open Santé, her only, is not reminded.
+    assert "Rappel à 2 défis qui n'ont pas répondu : Archipel et Géocarto" in told
+    assert "Rappel à 1 défi qui n'a pas répondu : Archipel (1 personne)" in told
     # The mails of 09:00, counted as written and as the server accepted them.
     at_nine = _outbox(folder, "queued_at = (select min(queued_at) from outbox)")
     assert (
@@ -108,7 +110,8 @@ def test_the_demo_tells_the_day_in_french_and_leaves_its_folder(tmp_path):
     assert (
         "En tout 11 mails : 10 acceptés par le serveur, 1 non envoyé faute de destinataire" in told
     )
-    assert _check_totals(told, "En tout", "tous acceptés") == 5
+    # (The 14:00 reminder is one mail now, told without a total.)
+    assert _check_totals(told, "En tout", "tous acceptés") == 4
 
     # The digest is printed as the cohort received it: as it went out, word for word.
     preview = _offline(folder, "digest", "--preview", "--week", week).output
@@ -127,6 +130,7 @@ def test_the_demo_tells_the_day_in_french_and_leaves_its_folder(tmp_path):
     for answered in ("Bulletins", "Datafix", "Géocarto", "Sirène"):
         assert f"[x] {answered} : réponse le" in state
     assert "[ ] Open Santé : pas de réponse" in state and "Plus de mail à ancien.membre" in state
+    assert "Françoise Giraud <" in state and "jusqu'au lundi 7 décembre inclus" in state
     export = _offline(folder, "export").output
     assert export.count("\nretro,") == 4
     # The technical lines went to the log, not to the screen.
@@ -150,7 +154,8 @@ def test_the_demo_speaks_english_when_asked(tmp_path):
     assert "09:12 — Camille Martin (Bulletins) answers the request from Gmail." in told
     # Datafix answers inside the English request, under its English headings.
     assert "mailflow records the answer from Datafix: victories, difficulties, needs." in told
-    assert _check_totals(told, "In all", "all accepted") == 5
+    # Open Santé's only member is away (her out-of-office): the 14:00 reminder is one mail.
+    assert _check_totals(told, "In all", "all accepted") == 4
 
     preview = _offline(folder, "digest", "--preview", "--week", "2026-W48").output
     assert preview.startswith("(This digest went out on ")

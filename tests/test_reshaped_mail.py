@@ -144,10 +144,11 @@ def test_an_out_of_office_without_markers_is_not_an_answer(programme):
     ]
     assert len(p.inbox(a0)) == 1  # no receipt
     p.tick(at("12:00"))
-    assert len(p.inbox(a0)) == 2  # still reminded
+    assert len(p.inbox(a0)) == 1  # away until 4 December, as it says: not reminded
     p.tick(at("15:00"))
     digest = text_of(p.inbox(p.config.addresses.cohort)[0])
-    assert "absente" not in digest and "Alpha" in digest.split("SANS NOUVELLES")[1]
+    assert "accès limité" not in digest and "Alpha" not in digest.split("SANS NOUVELLES")[1]
+    assert "* Alpha : toute l'équipe est absente jusqu'au vendredi 4 décembre 2026" in digest
 
 
 def test_a_correction_without_headings_replaces_an_answer_without_headings(programme):

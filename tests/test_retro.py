@@ -71,11 +71,12 @@ def test_a_whole_friday(programme):
     p.wait_shared(5)
 
     # 12:00: each answer gets a receipt (to its sender only); reminders go only to the
-    # défis with no answer (delta's out-of-office does not count).
+    # défis with no answer. Delta's out-of-office is no answer, but says its only member
+    # is away until 7 December: delta is not reminded.
     for _ in range(2):
         p.tick(at("12:00"))
     assert mailbox_counts(p) == {
-        "alpha": [2, 1], "beta": [2, 1], "gamma": [1, 2], "delta": [2], "epsilon": [2],
+        "alpha": [2, 1], "beta": [2, 1], "gamma": [1, 2], "delta": [1], "epsilon": [2],
     }  # fmt: skip
     receipt = text_of(p.inbox(a0)[1])
     assert "Bien reçu" in str(p.inbox(a0)[1]["Subject"])
@@ -93,7 +94,7 @@ def test_a_whole_friday(programme):
     for _ in range(2):
         p.tick(at("14:00"))
     assert mailbox_counts(p, ["delta", "epsilon", "alpha"]) == {
-        "delta": [3],
+        "delta": [1],
         "epsilon": [3],
         "alpha": [2, 1],
     }
@@ -111,7 +112,7 @@ def test_a_whole_friday(programme):
                    "comité de pilotage le 15 décembre"):  # fmt: skip
         assert phrase in text, phrase
     assert "Bonne journée" not in text and "Chef de projet" not in text and "a écrit" not in text
-    # Needs come first, with the défi's name; the défis without news come last.
+    # Needs come first, with the défi's name; the défis away, then those without news, last.
     needs, blocks, missing = (
         text.index("BESOINS"),
         text.index("LES DÉFIS"),
@@ -119,7 +120,13 @@ def test_a_whole_friday(programme):
     )
     assert needs < text.index("Alpha : un contact à la CNIL") < blocks < missing
     assert text.index("Epsilon : un hébergement SecNumCloud") < blocks
-    assert "* Delta" in text[missing:] and "Alpha" not in text[missing:]
+    away = text.index("ABSENTS")
+    assert blocks < away < missing and "Alpha" not in text[away:]
+    assert (
+        "* Delta : toute l'équipe est absente jusqu'au lundi 7 décembre 2026 inclus"
+        in (text[away:missing])
+    )
+    assert "Delta" not in text[missing:]  # away, not "without news"
     assert "4 défis sur 5 ont répondu" in text
     html = text_of(digest, "html")
     assert "un contact à la CNIL" in html and "<h2" in html
@@ -132,11 +139,12 @@ def test_a_whole_friday(programme):
 
     # Nothing was sent twice: every mailbox holds exactly what it should.
     assert mailbox_counts(p) == {
-        "alpha": [2, 1], "beta": [2, 1], "gamma": [1, 2], "delta": [3], "epsilon": [3],
+        "alpha": [2, 1], "beta": [2, 1], "gamma": [1, 2], "delta": [1], "epsilon": [3],
     }  # fmt: skip
     assert len(p.inbox(p.config.addresses.cohort)) == 1
     status = p.run("status", "--week", "2026-W48").output
     assert "[x] Alpha" in status and "[ ] Delta : pas de réponse" in status
+    assert f"{d0} (Delta) : absent·e jusqu'au lundi 7 décembre inclus, d'après sa réponse" in status
 
 
 def test_a_late_answer_goes_into_the_next_digest(programme):

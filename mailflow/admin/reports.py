@@ -9,6 +9,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from ..programme import absences
 from ..programme.kinds import to_read
 from ..programme.occurrences import day_of, due_at, nominal_day, occurrence_day, occurrence_id
 from ..programme.roster import respondent_info, stored_roster
@@ -47,6 +48,9 @@ class Status:
     failed: list[tuple[str, str]]
     suppressed: list[tuple[Suppression, str]] = field(default_factory=list)  # with who
     to_read: list[dict[str, Any]] = field(default_factory=list)  # mail a person must read
+    # Absences not over by the occurrence's day: {"address", "name", "defi", "first_day",
+    # "last_day", "source"}.
+    absences: list[dict[str, Any]] = field(default_factory=list)
 
 
 def find_workflow(engine: Engine, name: str | None) -> Workflow:
@@ -106,12 +110,14 @@ def status(engine: Engine, workflow: Workflow, occurrence: str) -> Status:
         for r in schedule.runs_of(db, workflow.name, occurrence)
     ]  # fmt: skip
     failed = outgoing.failed_mails(db, workflow.name, occurrence)
+    day = day_of(workflow.schedule, occurrence)
     return Status(
         workflow.name, workflow.title, occurrence, occurrence_day(workflow.schedule, occurrence),
         sorted(rows, key=lambda r: r.name.lower()), runs,
         outgoing.counts(db, workflow.name, occurrence), failed,
         _suppressed(engine, workflow, occurrence, [r.id for r in rows]),
         _to_read(engine, occurrence_day(workflow.schedule, occurrence)),
+        absences.listed(db, roster, day),
     )  # fmt: skip
 
 

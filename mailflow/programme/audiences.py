@@ -3,7 +3,8 @@
 ``each_defi`` is one mail per active défi (to all its members), ``each_staff`` one per staff
 member, ``attendees`` one per person of an event's audience, and ``staff``, ``cohort``
 and ``alias`` a single mail. ``only = "answered"`` or ``"not_answered"`` keeps the
-respondents that did, or did not, answer the occurrence.
+respondents that did, or did not, answer the occurrence; a reminder leaves out the members
+away on its day, and the respondents whose people are all away.
 """
 
 from __future__ import annotations
@@ -55,7 +56,19 @@ def recipients(
     if step.only:
         done = inbound.answered(db, occ.workflow.name, occ.id)
         found = [r for r in found if (r.id in done) == (step.only == "answered")]
+        if _reminds(step):
+            from .absences import away_on, present
+            from .occurrences import due_at
+
+            day = due_at(step, occ.day, config.timezone, occ.workflow.schedule).date()
+            found = present(found, away_on(db, day))
     return found
+
+
+def _reminds(step: Step) -> bool:
+    from .kinds import kind_of
+
+    return kind_of(step).role(step) == "reminder"
 
 
 def respondents(roster: Roster, occ: Occurrence, audience: str, language: str) -> list[Recipient]:

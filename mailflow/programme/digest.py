@@ -3,7 +3,9 @@
 The context is generic: ``answers`` (one block per respondent that answered, a défi or a
 staff member, the latest answer before the digest winning), ``by_key`` (for every section
 and field key, the non-empty contents, so a template can list the needs first),
-``missing`` (respondents asked that gave no news), ``late_answers`` (answers that
+``missing`` (respondents asked that gave no news), ``away`` (those asked whose people
+are all away on the day, with ``until``, the last day of the first absence to end: not
+"without news"), ``late_answers`` (answers that
 arrived after an earlier digest and were not shown yet) and ``flags`` (addresses the
 staff should look at). Which key is shown first and how is the templates' business.
 """
@@ -18,6 +20,7 @@ from zoneinfo import ZoneInfo
 from ..store import desk, inbound, outgoing
 from ..store.db import Database
 from ..store.states import Respondent, Status
+from .absences import away_on, away_until
 from .events import upcoming
 from .roster import respondent_info, stored_roster
 from .workflow import Workflow
@@ -79,22 +82,29 @@ def digest_context(
         for key in keys
     }
     unreadable = set(inbound.latest_answers(db, workflow.name, occurrence, Status.UNREADABLE))
+    people_away = away_on(db, day)
+    silent = {r: away_until(db, r, people_away) for r in asked_ids if r not in answers}
     missing = sorted(
         (
             {**respondent_info(roster, r), "unreadable": r in unreadable}
-            for r in asked_ids
-            if r not in answers
+            for r, until in silent.items()
+            if until is None
         ),
+        key=lambda who: str(who["name"]).lower(),
+    )
+    away = sorted(
+        ({**respondent_info(roster, r), "until": until} for r, until in silent.items() if until),
         key=lambda who: str(who["name"]).lower(),
     )
     return {
         "answers": [b.as_dict() for b in blocks],
         "by_key": by_key,
         "missing": missing,
+        "away": away,
         "late_answers": [b.as_dict() for b in late],
         "asked": len(asked_ids),
         "answered": len(blocks),
-        "all_answered": not missing and bool(asked_ids),
+        "all_answered": not missing and not away and bool(asked_ids),
         "flags": open_flags(db),
         "events": _coming_events(db, day, tz),
         "announcements": _announcements(db, workflow.name, occurrence),

@@ -253,7 +253,10 @@ class Notes(Kind):
                 "occurrence": occurrence, "received_at": local, "message": message,
                 **json.loads(data),
             }  # fmt: skip
-        return {"notes": [latest[k] for k in sorted(latest)]}, ()
+        return {
+            "notes": [latest[k] for k in sorted(latest)],
+            "absent": _absent(db, occ, recipient),
+        }, ()
 
     def shown(
         self, db: Database, step: Step, context: dict[str, Any],
@@ -263,6 +266,19 @@ class Notes(Kind):
         return {
             "noted_at": tuple(r[0] for r in inbound.unnoted(db, step.source, now) if r[4] in asked)
         }
+
+
+def _absent(db: Database, occ: Occurrence, recipient: Recipient) -> list[dict[str, Any]]:
+    """The members of a défi away on the occurrence's day, with their last day away."""
+    from .absences import away_on
+
+    away = away_on(db, occ.day)
+    members = recipient.defi.members if recipient.defi else ()
+    return [
+        {"address": m.address, "name": m.name or m.address, "until": away[m.address.lower()]}
+        for m in members
+        if m.address.lower() in away
+    ]
 
 
 @register

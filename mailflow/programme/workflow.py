@@ -10,6 +10,7 @@ the key and what was expected.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,6 +79,9 @@ class Workflow:
     update_template: str = ""  # event workflows: sent when an announced event changes
     cancel_template: str = ""  # … and when it is cancelled
     help_after: dt.timedelta = dt.timedelta(days=2)  # "help" steps: unanswered this long
+    # ``[collect] opens``: (weekday, time) from which an answer counts for the coming
+    # occurrence; None for right after the previous digest (see ``opening``).
+    opens: tuple[int, dt.time] | None = None
 
     @property
     def opening(self) -> Step | None:
@@ -153,7 +157,22 @@ def _schedule(t: Table) -> Schedule:
     return schedule
 
 
-DIGEST_KEYS = ("answers", "missing", "late_answers", "flags")
+DIGEST_KEYS = ("answers", "missing", "away", "late_answers", "flags")
+_OPENS = re.compile(r"^([a-z]+)\s+(\d{1,2}):(\d{2})$")
+
+
+def _opens(t: Table, every: str) -> tuple[int, dt.time] | None:
+    """``opens = "thursday 12:00"``: the weekday and local time answers open from."""
+    value = t.string("opens", "").strip().lower()
+    if not value:
+        return None
+    expected = "a weekday and a time such as 'thursday 12:00'"
+    if every not in ("week", "month"):
+        t.fail("opens", "no opens: only weekly and monthly workflows have one", value)
+    m = _OPENS.match(value)
+    if m is None or m.group(1) not in WEEKDAYS or int(m.group(2)) > 23 or int(m.group(3)) > 59:
+        t.fail("opens", expected, value)
+    return WEEKDAYS.index(m.group(1)), dt.time(int(m.group(2)), int(m.group(3)))
 
 
 def _id(t: Table) -> str:
@@ -193,10 +212,12 @@ def load_workflow(path: Path) -> Workflow:
     collect = None
     deadline = None
     acknowledge = ""
+    opens = None
     if root.has("collect"):
         table = root.table("collect")
         deadline = table.time("deadline", None)
         acknowledge = table.string("acknowledge", "", pattern=TEMPLATE, empty=True)
+        opens = _opens(table, schedule.every)
         collect = spec_from_table(table)
         table.done()
     tables = root.tables("steps", required=True, label="step")
@@ -228,6 +249,7 @@ def load_workflow(path: Path) -> Workflow:
         update_template=update_template,
         cancel_template=cancel_template,
         help_after=help_after,
+        opens=opens,
     )
     root.done()
     return workflow

@@ -5,13 +5,18 @@ answers and its respondent: a défi, or a staff member for workflows that ask th
 else by its sender being a member of exactly one défi (the latest request that défi
 received). A staff member's mail counts only by token: staff write to the shared mailbox
 for many reasons, and a plain mail must not stop the reminder of someone who never
-answered. A reply from an address that is not a member of the défi it answers is kept
-and flagged for the staff, not counted. An answer arriving after the occurrence's digest
-is kept as late, for the next digest. Bounces flag the address that failed, and a hard
-one (DSN status 5.x.x, for an address mailflow delivered to) suppresses it; a delay
-notice (4.x.x) is recorded only. Auto-replies are recorded and never answered. Unknown
-senders are recorded, never attributed by guess. Each message is handled once (the
-``inbound`` table).
+answered. A reply from an address that is not a member of the défi it answers is kept and
+flagged for the staff, not counted. An answer arriving after the occurrence's digest is
+kept as late, for the next digest, unless the answers of the coming occurrence are open
+(``[collect] opens``, by default right after the digest): it then counts for that one,
+whether it is a fresh mail or a reply to the previous request. Bounces flag the address
+that failed, and a hard one (DSN status 5.x.x, for an address mailflow delivered to)
+suppresses it; a delay notice (4.x.x) is recorded only. Auto-replies are recorded and
+never answered; one that gives a return date marks its sender away through that day. A
+mail whose first words say its author will be away ("absente du 21/12 au 03/01") or is
+back ("de retour") is obeyed and confirmed only from a roster member (by token or
+membership); a stranger's is recorded as from an unknown sender. Unknown senders are
+recorded, never attributed by guess. Each message is handled once (the ``inbound`` table).
 """
 
 from __future__ import annotations
@@ -20,21 +25,23 @@ import datetime as dt
 import json
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ..errors import MailflowError
 from ..programme.attendance import record_reply
-from ..programme.receipts import Answer
+from ..programme.opening import coming_occurrence
+from ..programme.receipts import Answer, PresenceNote
 from ..programme.roster import respondent_addresses
 from ..programme.workflow import Workflow, digest_steps
 from ..sending import tokens
-from ..store import inbound, outgoing, people, schedule
+from ..store import absences, inbound, outgoing, people, schedule
 from ..store.db import Database, transaction
 from ..store.desk import add_flag
 from ..store.outgoing import Outgoing, queue
-from ..store.states import Respondent
+from ..store.states import Kind, Respondent
 from .parse import ParsedMessage
+from .presence import Statement, statement
 from .signoff import is_thanks
 
 if TYPE_CHECKING:
@@ -60,6 +67,8 @@ class Verdict:
     data: dict[str, object] | None = None
     flag: tuple[str, str, str] | None = None  # (address, kind, detail)
     suppress: tuple[str, str] | None = None  # (address, DSN status) of a hard bounce
+    presence: tuple[str, Statement, str] | None = None  # (address, statement, source)
+    early: bool = False  # an answer that counts for the coming occurrence, not the last
 
 
 def pending_messages(db: Database) -> Iterable[tuple[int, ParsedMessage]]:
@@ -67,7 +76,9 @@ def pending_messages(db: Database) -> Iterable[tuple[int, ParsedMessage]]:
         yield message, ParsedMessage.from_json(json.loads(data))
 
 
-Receipt = Callable[[Answer], Outgoing]
+Receipt = Callable[[Answer | PresenceNote], Outgoing]
+# An auto-reply that gives a return date only says so: its text is the responder's.
+_TEXT_ONLY = ("auto-reply subject", "out-of-office text")
 AliasDesk = Callable[[Database, int, ParsedMessage, dt.datetime], "Handled | None"]
 
 
@@ -78,17 +89,19 @@ def handle_inbound(
     now: dt.datetime,
     receipt: Receipt | None = None,
     desk: AliasDesk | None = None,
+    tz: dt.tzinfo = dt.UTC,
 ) -> InboundReport:
     """Decide, once, what every parsed message not handled yet is.
 
-    ``receipt`` builds the acknowledgement of an answer, for workflows that send one; it
-    is queued in the same transaction as the decision, so it goes exactly once.
+    ``receipt`` builds the acknowledgement of an answer, for workflows that send one, and
+    the confirmation of an absence; it is queued in the same transaction as the decision,
+    so it goes exactly once. ``tz``: the programme's time zone, that of ``[collect] opens``.
     """
     report = InboundReport()
     by_name = {w.name: w for w in workflows if w.collect is not None}
     for message, parsed in pending_messages(db):
         try:
-            verdict = _handle(db, by_name, secret, message, parsed, now, receipt, desk)
+            verdict = _handle(db, by_name, secret, message, parsed, now, receipt, desk, tz)
         except Exception as e:  # one message must never stop the others, nor every tick
             log.exception("message %s could not be handled", message)
             error = f"{type(e).__name__}: {e}"
@@ -110,6 +123,7 @@ def _handle(
     now: dt.datetime,
     receipt: Receipt | None,
     desk: AliasDesk | None,
+    tz: dt.tzinfo = dt.UTC,
 ) -> Verdict:
     """Decide and act in one transaction: the record, its effects and its mails, or nothing."""
     handled = desk(db, message, parsed, now) if desk is not None else None
@@ -120,8 +134,10 @@ def _handle(
                 for mail in handled.act(db):
                     queue(db, mail, now)
         return verdict
-    verdict = judge(db, collecting, secret, parsed)
+    verdict = judge(db, collecting, secret, parsed, now, tz)
     receipt_mail = _receipt(collecting, verdict, parsed, message, receipt)
+    if verdict.kind == Kind.ABSENCE:
+        receipt_mail = _confirmation(verdict, parsed, message, receipt)
     with transaction(db):
         if _record(db, message, parsed, verdict, now) and receipt_mail is not None:
             queue(db, receipt_mail, now)
@@ -143,6 +159,7 @@ def _receipt(
     answer = Answer(
         workflow, verdict.occurrence, verdict.respondent, author(parsed),
         parsed.from_name, message, verdict.data or {}, verdict.status == "late",
+        parsed.message_id, _thread(parsed), verdict.early,
     )  # fmt: skip
     try:
         return receipt(answer)
@@ -151,19 +168,43 @@ def _receipt(
         return None
 
 
+def _thread(parsed: ParsedMessage) -> tuple[str, ...]:
+    """The Message-IDs the reply answers, oldest first: its receipt continues that thread."""
+    return parsed.references or parsed.in_reply_to
+
+
+def _confirmation(
+    verdict: Verdict, parsed: ParsedMessage, message: int, receipt: Receipt | None
+) -> Outgoing | None:
+    """The short answer to a member's "absent…" or "de retour" mail."""
+    if receipt is None or verdict.presence is None:
+        return None
+    address, said, _ = verdict.presence
+    note = PresenceNote(
+        address, parsed.from_name, message, verdict.respondent or "", said, parsed.message_id,
+        _thread(parsed),
+    )  # fmt: skip
+    try:
+        return receipt(note)
+    except MailflowError as e:  # a broken template must not lose the absence
+        log.error("confirmation for message %s not sent: %s", message, e)
+        return None
+
+
 def judge(
-    db: Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage
-) -> Verdict:
+    db: Database, collecting: dict[str, Workflow], secret: str, parsed: ParsedMessage,
+    now: dt.datetime, tz: dt.tzinfo = dt.UTC,
+) -> Verdict:  # fmt: skip
     sender = author(parsed)
     if parsed.unreadable:
         return _unreadable(db, collecting, secret, parsed)
     if parsed.automatic == "bounce":
         return _bounce(db, parsed)
+    said = _statement(parsed, now, tz)
+    if said is not None:
+        return _presence(db, secret, parsed, said)
     if parsed.automatic:
-        data: dict[str, object] | None = None
-        if parsed.absent_until:
-            data = {"absent_until": parsed.absent_until}
-        return Verdict("auto_reply", "recorded", data=data)
+        return _auto_reply(db, parsed)
     if parsed.calendar_reply:
         # An answer to an invitation, never to a request: kept for what it says.
         return Verdict("reply", "recorded", data={"calendar_reply": parsed.calendar_reply})
@@ -172,7 +213,8 @@ def judge(
         workflow = collecting.get(token.workflow)
         if workflow is None or token.recipient[:2] not in ("d-", "s-"):
             return Verdict("reply", "recorded", token.workflow, token.occurrence, via="token")
-        return _answer(db, workflow, token.occurrence, token.recipient, sender, parsed, "token")
+        return _answer(db, workflow, token.occurrence, token.recipient, sender, parsed, "token",
+                       now, tz)  # fmt: skip
     defis = people.defis_of(db, sender)
     if len(defis) > 1:
         detail = f"member of {', '.join(defis)}: not attributed"
@@ -185,8 +227,61 @@ def judge(
     respondent = Respondent.defi(defis[0])
     found = _latest_request(db, collecting, respondent)
     if found:
-        return _answer(db, found[0], found[1], respondent, sender, parsed, "membership")
+        return _answer(db, found[0], found[1], respondent, sender, parsed, "membership", now, tz)
     return Verdict("reply", "recorded", respondent=respondent)
+
+
+def _statement(parsed: ParsedMessage, now: dt.datetime, tz: dt.tzinfo) -> Statement | None:
+    """What a person's own mail says of their presence, if its first words say it."""
+    if parsed.calendar_reply:
+        return None  # an answer to an invitation: its comment is for the organiser
+    if parsed.automatic and parsed.automatic_reason not in _TEXT_ONLY:
+        return None  # marked automatic by its headers: a responder's, never obeyed
+    today = now.astimezone(tz).date()
+    sent = dt.date.fromisoformat(parsed.date[:10]) if parsed.date else today
+    headed = any(parsed.sections.values()) or any(parsed.fields.values())
+    said = statement(parsed.subject, parsed.text, sent, headed)
+    # Back from today: what was noted for later days is over too.
+    return replace(said, first_day=today) if said and said.kind == "back" else said
+
+
+def _presence(db: Database, secret: str, parsed: ParsedMessage, said: Statement) -> Verdict:
+    """A member's "absent…" or "de retour" is obeyed and confirmed; a stranger's is not."""
+    sender = author(parsed)
+    data: dict[str, object] = dict(said.as_json())
+    token = tokens.first_token(secret, parsed.thread_ids)
+    respondent = None
+    if (
+        token is not None
+        and token.recipient[:2] in ("d-", "s-")
+        and sender in respondent_addresses(db, token.recipient)
+    ):
+        respondent = token.recipient
+    defis = people.defis_of(db, sender)
+    if respondent is None and defis:
+        respondent = Respondent.defi(defis[0])
+    if respondent is None and sender and people.is_staff(db, sender):
+        respondent = Respondent.staff(sender)
+    if respondent is None:
+        # Nobody mailflow knows: never obeyed, and shown to the staff like any stranger's mail.
+        return Verdict("unknown_sender", "recorded", data=data | {"refused": "not in the roster"})
+    status = "recorded" if said.kind != "unclear" else "unclear"
+    via = "token" if token is not None and respondent == token.recipient else "membership"
+    return Verdict(Kind.ABSENCE, status, respondent=respondent, via=via, data=data,
+                   presence=(sender, said, "declared"))  # fmt: skip
+
+
+def _auto_reply(db: Database, parsed: ParsedMessage) -> Verdict:
+    """Recorded, never answered; a return date marks a roster member away through it."""
+    if not parsed.absent_until:
+        return Verdict("auto_reply", "recorded")
+    data: dict[str, object] = {"absent_until": parsed.absent_until}
+    sender = author(parsed)
+    known = bool(sender) and (bool(people.defis_of(db, sender)) or people.is_staff(db, sender))
+    last = dt.date.fromisoformat(parsed.absent_until)
+    said = Statement("away", last)
+    return Verdict("auto_reply", "recorded", data=data,
+                   presence=(sender, said, "auto_reply") if known else None)  # fmt: skip
 
 
 def _unreadable(
@@ -246,8 +341,15 @@ def _answer(
     sender: str,
     parsed: ParsedMessage,
     via: str,
+    now: dt.datetime,
+    tz: dt.tzinfo = dt.UTC,
 ) -> Verdict:
     assert workflow.collect is not None
+    early = False
+    if digest_done(db, workflow, occurrence):
+        coming = coming_occurrence(db, workflow, occurrence, now, tz)
+        if coming is not None:  # answering early: for the coming occurrence, not a late one
+            occurrence, early = coming, True
     split = workflow.collect.split(parsed.text)
     sections = {k: split[k] for k in workflow.collect.section_keys}
     fields = {k: split[k] for k in workflow.collect.field_keys}
@@ -265,7 +367,8 @@ def _answer(
         return Verdict("answer", "non_member", workflow.name, occurrence, respondent, via, data,
                        flag=(sender, "non_member", detail))  # fmt: skip
     status = "late" if digest_done(db, workflow, occurrence) else "counted"
-    return Verdict("answer", status, workflow.name, occurrence, respondent, via, data)
+    return Verdict("answer", status, workflow.name, occurrence, respondent, via, data,
+                   early=early)  # fmt: skip
 
 
 def _previous(
@@ -318,9 +421,21 @@ def _record(
     if verdict.flag:
         address, kind, detail = verdict.flag
         add_flag(db, address, kind, detail, now, message=message)
+    if verdict.presence:
+        _note_presence(db, message, verdict.presence, now)
     if verdict.suppress:
         address, status = verdict.suppress
         if outgoing.suppress(db, address, "bounced", now, code=status, message=message):
             log.warning("message %s: %s bounced (%s); no more mail to it", message, address, status)
     log.info("message %s: %s (%s)", message, verdict.kind, verdict.status)
     return True
+
+
+def _note_presence(
+    db: Database, message: int, presence: tuple[str, Statement, str], now: dt.datetime
+) -> None:
+    address, said, source = presence
+    if said.kind == "back":
+        absences.cancel_absences(db, address, said.first_day or now.date(), now)
+    elif said.kind == "away" and said.last_day is not None:
+        absences.add_absence(db, address, said.first_day, said.last_day, source, message, now)

@@ -46,7 +46,7 @@ from ..store.states import Change, EventStatus
 if TYPE_CHECKING:
     # Reading the mailbox, judging mail and delivering it import heavy parts (imapclient,
     # the parser, dkimpy, smtplib): only the commands that do those import them.
-    from ..programme.receipts import Answer
+    from ..programme.receipts import Answer, PresenceNote
     from ..receiving.alias import Desk
     from ..receiving.answers import InboundReport
     from ..receiving.ingest import IngestReport
@@ -279,6 +279,7 @@ class Engine:
         report.inbound = handle_inbound(
             self.db, self.workflows, self.secret, now,
             receipt=lambda answer: self.receipt(answer, now), desk=self.desk.handle,
+            tz=self.config.timezone,
         )  # fmt: skip
         report.steps = self.run_due(now, report)
         self.notify_event_changes(now)
@@ -342,10 +343,10 @@ class Engine:
                 twin.db.conn.close()
         return DryRun(report, [(m, subjects[m.id]) for m in mails])
 
-    def receipt(self, answer: Answer, now: dt.datetime) -> Outgoing:
-        from ..programme.receipts import acknowledgement
+    def receipt(self, answer: Answer | PresenceNote, now: dt.datetime) -> Outgoing:
+        from ..programme.receipts import receipt_for
 
-        return acknowledgement(self.db, self.mailer, answer, now)
+        return receipt_for(self.db, self.mailer, answer, now)
 
     def occurrences(self, workflow: Workflow, start: dt.date, end: dt.date) -> list[Occurrence]:
         """The occurrences of a workflow whose day lies between ``start`` and ``end``.

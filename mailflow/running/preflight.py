@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from ..programme.events import Event, save_event
 from ..programme.occurrences import due_at, nominal_day, occurrence_day, occurrence_id
-from ..programme.receipts import Answer, acknowledgement
+from ..programme.receipts import Answer, PresenceNote, acknowledgement, presence_confirmation
 from ..programme.roster import Defi, Member, Mentor, Roster, Staff, sync_roster
 from ..programme.steps import Occurrence, Skip, change_mails, step_mails
 from ..programme.workflow import Workflow, digest_steps
 from ..receiving.commands import Command, Executor, Request
 from ..receiving.parse import ParsedMessage
+from ..receiving.presence import Statement
 from ..sending import notices
 from ..sending.compose import Mailer
 from ..sending.failures import report_failures
@@ -150,17 +151,29 @@ def _render_all(
             for late in (False, True):
                 step_mails(db, mailer, occ, step, due, due, late)
         if workflow.acknowledge:
-            for late in (False, True):
+            for late, early in ((False, False), (True, False), (False, True)):
                 answer = Answer(
                     workflow, occ.id, ANSWERER, f"answered.a@{SAMPLE}.test", "Ada Sample",
-                    message, _answer_data(workflow), late,
+                    message, _answer_data(workflow), late, early=early,
                 )  # fmt: skip
                 acknowledgement(db, mailer, answer, now)
         if workflow.update_template or workflow.cancel_template:
             _changes(db, mailer, workflow, occ, event, now)
+    _presence(db, mailer, message, now)
     _notices(db, mailer, workflows, now)
     _failures(db, mailer, now)
     _commands(engine, mailer, db, message, workflows, now)
+
+
+def _presence(db: Database, mailer: Mailer, message: int, now: dt.datetime) -> None:
+    """The confirmations of an absence, of a return, and the question for the days."""
+    day = now.date()
+    for said in (
+        Statement("away", day + dt.timedelta(days=7), day), Statement("away", day),
+        Statement("back"), Statement("unclear"),
+    ):  # fmt: skip
+        note = PresenceNote(f"answered.a@{SAMPLE}.test", "Ada Sample", message, ANSWERER, said)
+        presence_confirmation(db, mailer, note, now)
 
 
 def _in(workflow: Workflow, language: str) -> Workflow:

@@ -448,6 +448,28 @@ def _attendance(db: Database) -> None:
     )
 
 
+def _absences(db: Database) -> None:
+    """Who is away, and through which day: from an out-of-office reply's return date or a
+    member's own mail ("absent jusqu'au…"); a member's "de retour" cancels theirs."""
+    _script(
+        db,
+        """
+        create table absences (
+            id integer primary key,
+            address text not null,
+            first_day text,
+            last_day text not null,
+            source text not null check (source in ('auto_reply', 'declared')),
+            message integer,
+            created_at text not null,
+            cancelled_at text
+        );
+        create index absences_address on absences (address);
+        create index absences_last_day on absences (last_day) where cancelled_at is null;
+        """,
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("0001_mailbox", _mailbox),
     ("0002_workflows", _workflows),
@@ -458,4 +480,5 @@ MIGRATIONS: list[tuple[str, Callable[[Database], None]]] = [
     ("0007_command_signatures", _command_signatures),
     ("0008_caches", _caches),
     ("0009_attendance", _attendance),
+    ("0010_absences", _absences),
 ]

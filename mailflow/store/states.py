@@ -29,6 +29,7 @@ class Kind(StrEnum):
     COMMAND = "command"
     HELP = "help"
     STAFF_REPLY = "staff_reply"
+    ABSENCE = "absence"  # a person's own "absent until…" or "back" mail
 
 
 class Status(StrEnum):
