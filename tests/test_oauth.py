@@ -267,7 +267,7 @@ def test_doctor_checks_the_whole_chain(programme, localmail, relay, app):
     server = relay()
     p = granted(programme, localmail, server, app)
     lines = p.run("doctor").output.splitlines()
-    assert "ok   secrets: $MAILFLOW_OAUTH_CLIENT_SECRET set; $MAILFLOW_SECRET" in lines
+    assert "ok   secrets: $MAILFLOW_OAUTH_CLIENT_SECRET, $MAILFLOW_SECRET set" in lines
     source = f"Microsoft identity platform (tenant {TENANT}, app {app})"
     assert f"ok   IMAP token: {source} gives a token, valid for 59 more minutes" in lines
     assert any(x.startswith(f"ok   IMAP: logged in as {p.shared}") for x in lines)
