@@ -101,6 +101,8 @@ def test_the_demo_tells_the_day_in_french_and_leaves_its_folder(tmp_path):
     # Her out-of-office says she is away until Monday: Open Santé, her only, is not reminded.
     assert "Rappel à 2 défis qui n'ont pas répondu : Archipel et Géocarto" in told
     assert "Rappel à 1 défi qui n'a pas répondu : Archipel (1 personne)" in told
+    # Open Santé's only member is away (an out-of-office with a return date): not silent.
+    assert "; absents : Open Santé ; sans nouvelles : Archipel." in told
     # The mails of 09:00, counted as written and as the server accepted them.
     at_nine = _outbox(folder, "queued_at = (select min(queued_at) from outbox)")
     assert (
@@ -156,6 +158,7 @@ def test_the_demo_speaks_english_when_asked(tmp_path):
     assert "mailflow records the answer from Datafix: victories, difficulties, needs." in told
     # Open Santé's only member is away (her out-of-office): the 14:00 reminder is one mail.
     assert _check_totals(told, "In all", "all accepted") == 4
+    assert "; away: Open Santé; no news from Archipel." in told
 
     preview = _offline(folder, "digest", "--preview", "--week", "2026-W48").output
     assert preview.startswith("(This digest went out on ")
@@ -219,7 +222,8 @@ def test_every_branch_of_the_narration_renders(language):
         totals={"count": 28, "accepted": 14, "unsent": 13, "waiting": 1},
         idle=[{"kind": k, "held": h} for k in ("help", "reminder", "staff_digest", "notes")
               for h in (False, True)],
-        errors=["boom"], deadline={"answered": ["Bulletins"], "silent": ["Archipel", "Sirène"]},
+        errors=["boom"],
+        deadline={"answered": ["Bulletins"], "away": ["Open Santé"], "silent": ["Archipel"]},
         log="demo/mailflow.log",
     )  # fmt: skip
     (text,) = told

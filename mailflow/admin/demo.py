@@ -35,6 +35,7 @@ import jinja2
 from ..config import load_config
 from ..errors import LocalMailError, MailflowError, TemplateError
 from ..localmail import PASSWORD, LocalMail, clients
+from ..programme.absences import away_on, away_until
 from ..programme.occurrences import due_at, occurrence_day, occurrence_id
 from ..programme.roster import Roster, load_roster
 from ..programme.workflow import digest_steps
@@ -418,10 +419,15 @@ class _Play:
         return found
 
     def _answered(self) -> dict[str, Any]:
+        """Who answered, who is away (all its people: not reminded), and who gave no news."""
         current = status(self.engine, self.workflow, self.occurrence)
+        people_away = away_on(self.engine.db, self.day)
+        waiting = [d for d in current.respondents if not d.answered_at]
+        away = [d for d in waiting if away_until(self.engine.db, d.id, people_away)]
         return {
             "answered": [d.name for d in current.respondents if d.answered_at],
-            "silent": [d.name for d in current.respondents if not d.answered_at],
+            "away": [d.name for d in away],
+            "silent": [d.name for d in waiting if d not in away],
         }
 
     def _digest(self) -> dict[str, str]:
