@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import email.message
+import email.policy
 import email.utils
 import sqlite3
 import uuid
@@ -163,13 +165,26 @@ def test_missing_command_lists_the_défis_without_news(staffed):
     p.tick("2026-11-27T09:00:00+01:00")
     a0 = p.defis["alpha"][0]
     p.swaks(clients.gmail(p.localmail.fetch(a0)[0], a0, "A", "Victoires :\nbien"), a0)
-    p.wait_shared(1)
+    g0 = p.defis["gamma"][0]  # gamma's only member says it is away: not "without news"
+    p.swaks(fresh_mail(g0, p.shared, "Absent jusqu'au 4 décembre", "Bonjour,\n\nGaston"), g0)
+    p.wait_shared(2)
     p.tick("2026-11-27T10:00:00+01:00")
     command(p, p.staff[0], "Qui manque ?")
-    settle(p, 2, "2026-11-27T11:00:00+01:00")
+    settle(p, 3, "2026-11-27T11:00:00+01:00")
     text = text_of(replies(p, p.staff[0])[0])
     assert "semaine 2026-W48 : 1 sur 3 ont répondu" in text
-    assert "* Beta" in text and "* Gamma" in text and "* Alpha" not in text
+    without_news, away = text.split("Absents :")
+    assert "* Beta" in without_news and "Gamma" not in without_news and "Alpha" not in text
+    assert "* Gamma (jusqu'au vendredi 4 décembre inclus)" in away
+
+
+def fresh_mail(sender: str, to: str, subject: str, body: str) -> bytes:
+    msg = email.message.EmailMessage(policy=email.policy.SMTP)
+    msg["From"], msg["To"], msg["Subject"] = sender, to, subject
+    msg["Date"] = "Fri, 27 Nov 2026 09:30:00 +0100"
+    msg["Message-ID"] = email.utils.make_msgid(domain="client.test")
+    msg.set_content(body)
+    return msg.as_bytes()
 
 
 def test_resend_digest_command(staffed):

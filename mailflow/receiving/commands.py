@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..errors import ConfigError
+from ..programme.absences import away_on, away_until
 from ..programme.audiences import respondents
 from ..programme.events import AUDIENCES, KINDS, Event, get_event, save_event
 from ..programme.occurrences import day_of, nominal_day, occurrence_id
@@ -391,14 +392,18 @@ class Executor:
             r.id for r in respondents(roster, occ, opening.to if opening else "each_defi", language)
         ]
         done = inbound.answered(db, workflow.name, occurrence)
-        names = [respondent_info(roster, r)["name"] for r in asked if r not in done]
+        people_away = away_on(db, occ.day)
+        waiting = [r for r in asked if r not in done]
+        until = {r: away_until(db, r, people_away) for r in waiting}
         data = {
             "workflow": workflow.title,
             "week": occurrence,
-            "missing": names,
-            "answered": len(asked) - len(names),
+            "missing": [respondent_info(roster, r)["name"] for r in waiting if not until[r]],
+            "away": [{"name": respondent_info(roster, r)["name"], "until": until[r]}
+                     for r in waiting if until[r]],
+            "answered": len(asked) - len(waiting),
             "asked": len(asked),
-        }
+        }  # fmt: skip
         return Done("listed", data)
 
     @handles("resend")
