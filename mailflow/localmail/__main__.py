@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
+        wanted = addresses(config)
         if args.dir:
             args.dir.mkdir(parents=True, exist_ok=True)
             args.dir.chmod(0o755)  # Dovecot's own users must reach the mail under it
@@ -50,11 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        for address in addresses(config):
+        for address in wanted:
             mail.add_user(address)
         print(
             f"IMAP on 127.0.0.1:{mail.imap_port}, SMTP on 127.0.0.1:{mail.smtp_port}, "
-            f"{len(addresses(config))} mailboxes (password {PASSWORD!r}). In {config.path}:\n"
+            f"{len(wanted)} mailboxes (password {PASSWORD!r}). In {config.path}:\n"
             f'  [imap] host = "127.0.0.1", port = {mail.imap_port}, security = "none"\n'
             f'  [smtp] host = "127.0.0.1", port = {mail.smtp_port}, security = "none", '
             'username = ""\n'
